@@ -1,0 +1,17 @@
+//! # capgate-filters
+//!
+//! The pure, synchronous logic of the capgate gateway. Nothing in this crate
+//! performs I/O, spawns tasks or depends on pingora or tokio, so every rule
+//! here can be unit-tested, fuzzed and benchmarked without a network.
+//!
+//! - [`normalize`]: request-path normalisation that runs before any matching.
+//! - [`ucan`]: UCAN envelope parsing, signature and chain verification,
+//!   capability matching, replay protection and the verified-token cache.
+//! - [`authz`]: the Cedar authorization model (schema, entities, context) and
+//!   the evaluator that names the policies that decided.
+//!
+//! The proxy crate wires these into pingora's phases; see `proxy/src/gateway.rs`.
+
+// pub mod authz;
+pub mod normalize;
+pub mod ucan;

@@ -1,0 +1,151 @@
+//! The verifier: token caches, chain verification and per-request checks.
+//!
+//! Two caches (moka), both keyed by CID and living until the token expires:
+//! - verified tokens, so a delegation's signature is checked once however
+//!   many invocations rest on it;
+//! - verified chains, so a repeated invocation skips the walk entirely.
+//!
+//! Only successes are cached. A hit still runs the time checks on every
+//! request; replay is checked by [`Verifier::consume_nonce`] and revocation by
+//! the caller, on every request, cached or not.
+
+use super::chain::{verify_chain, Clock, ProofPool, TokenSource, VerifiedChain};
+use super::cid::Cid;
+use super::replay::ReplayGuard;
+use super::token::{parse_jwt_with_cid, Token, TokenError};
+use super::Reason;
+use moka::sync::Cache;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Verifier settings.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// The gateway's own DID: the required audience of invocations.
+    pub gateway_did: String,
+    /// Trusted root DID → tenant id.
+    pub roots: HashMap<String, Arc<str>>,
+    /// The furthest ahead an invocation's `exp` may be.
+    pub max_lifetime_secs: u64,
+    pub clock_skew_secs: u64,
+    pub replay_protection: bool,
+    /// Entries per cache.
+    pub cache_capacity: u64,
+}
+
+/// A successful verification.
+pub struct Verified {
+    pub chain: Arc<VerifiedChain>,
+    pub cache_hit: bool,
+}
+
+struct Ttl<T>(T, Duration);
+
+impl<T: Clone> Clone for Ttl<T> {
+    fn clone(&self) -> Self {
+        Ttl(self.0.clone(), self.1)
+    }
+}
+
+struct UntilExpiry;
+
+impl<T> moka::Expiry<Cid, Ttl<T>> for UntilExpiry {
+    fn expire_after_create(&self, _k: &Cid, v: &Ttl<T>, _c: Instant) -> Option<Duration> {
+        Some(v.1)
+    }
+}
+
+/// Verifies UCAN invocations for the gateway.
+pub struct Verifier {
+    cfg: VerifierConfig,
+    tokens: Cache<Cid, Ttl<Arc<Token>>>,
+    chains: Cache<Cid, Ttl<Arc<VerifiedChain>>>,
+    replay: ReplayGuard,
+}
+
+struct CachedSource<'a> {
+    v: &'a Verifier,
+    now: u64,
+}
+
+impl TokenSource for CachedSource<'_> {
+    fn token(&self, jwt: &str, cid: Cid) -> Result<Arc<Token>, TokenError> {
+        if let Some(t) = self.v.tokens.get(&cid) {
+            return Ok(t.0);
+        }
+        let t = Arc::new(parse_jwt_with_cid(jwt, cid)?);
+        self.v.tokens.insert(cid, Ttl(t.clone(), self.v.ttl(&t, self.now)));
+        Ok(t)
+    }
+}
+
+impl Verifier {
+    pub fn new(cfg: VerifierConfig) -> Self {
+        let cap = cfg.cache_capacity.max(1);
+        Verifier {
+            tokens: Cache::builder().max_capacity(cap).expire_after(UntilExpiry).build(),
+            chains: Cache::builder().max_capacity(cap).expire_after(UntilExpiry).build(),
+            replay: ReplayGuard::new(),
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &VerifierConfig {
+        &self.cfg
+    }
+
+    fn ttl(&self, t: &Token, now: u64) -> Duration {
+        Duration::from_secs(t.expires.saturating_sub(now).saturating_add(self.cfg.clock_skew_secs))
+    }
+
+    fn clock(&self, now: u64) -> Clock {
+        Clock { now, skew: self.cfg.clock_skew_secs }
+    }
+
+    /// Verify the invocation `token` with the proofs of the `ucans` header,
+    /// at `now` (seconds since the Unix epoch).
+    pub fn verify(&self, token: &str, ucans: Option<&str>, now: u64) -> Result<Verified, TokenError> {
+        let cid = Cid::of(token.as_bytes());
+        if let Some(hit) = self.chains.get(&cid) {
+            self.check_invocation_time(&hit.0.invocation, now)?;
+            return Ok(Verified { chain: hit.0, cache_hit: true });
+        }
+        let source = CachedSource { v: self, now };
+        let invocation = source.token(token, cid)?;
+        if invocation.audience != self.cfg.gateway_did {
+            return Err(TokenError::new(Reason::WrongAudience, "the invocation is not addressed to this gateway"));
+        }
+        self.check_invocation_time(&invocation, now)?;
+        let pool = ProofPool::from_header(ucans)?;
+        let chain = Arc::new(verify_chain(invocation, &pool, &self.cfg.roots, &source, self.clock(now))?);
+        let ttl = self.ttl(&chain.invocation, now);
+        self.chains.insert(cid, Ttl(chain.clone(), ttl));
+        Ok(Verified { chain, cache_hit: false })
+    }
+
+    fn check_invocation_time(&self, t: &Token, now: u64) -> Result<(), TokenError> {
+        self.clock(now).check(t)?;
+        if t.expires > now.saturating_add(self.cfg.max_lifetime_secs).saturating_add(self.cfg.clock_skew_secs) {
+            return Err(TokenError::new(Reason::LifetimeTooLong, "the invocation lives longer than the gateway allows"));
+        }
+        Ok(())
+    }
+
+    /// With replay protection on, accept the invocation's `(iss, nnc)` once.
+    pub fn consume_nonce(&self, chain: &VerifiedChain, now: u64) -> Result<(), TokenError> {
+        if !self.cfg.replay_protection {
+            return Ok(());
+        }
+        let inv = &chain.invocation;
+        let nonce = match inv.nonce.as_deref() {
+            Some(n) if !n.is_empty() => n,
+            _ => return Err(TokenError::new(Reason::NonceMissing, "replay protection requires a nonce (nnc)")),
+        };
+        if self.replay.first_use(&inv.issuer, nonce, self.ttl(inv, now)) {
+            Ok(())
+        } else {
+            Err(TokenError::new(Reason::Replayed, "this invocation's nonce was already used"))
+        }
+    }
+}
