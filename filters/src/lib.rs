@@ -12,6 +12,6 @@
 //!
 //! The proxy crate wires these into pingora's phases; see `proxy/src/gateway.rs`.
 
-// pub mod authz;
+pub mod authz;
 pub mod normalize;
 pub mod ucan;
