@@ -1,1 +1,41 @@
-pub fn x(){}
+//! # capgate
+//!
+//! A capability gateway for AI agents, built on pingora. An agent presents a
+//! short-lived UCAN; capgate verifies the chain, asks Cedar, swaps the token
+//! for the real credential from its encrypted vault and proxies the call.
+//!
+//! The pure decision logic lives in the `capgate-filters` crate; this crate
+//! owns configuration, I/O and the pingora wiring:
+//!
+//! - [`config`]: `config.toml` and its validation;
+//! - [`state`]: everything built once at start and shared by requests;
+//! - [`gateway`]: the pingora phases, one concern each;
+//! - [`admission`]: the `request_filter` checks in order;
+//! - [`upstream_headers`]: what the upstream receives;
+//! - [`routes`], [`resolve`]: where a request goes;
+//! - [`vault`]: sealed credentials;
+//! - [`policies`]: loading the Cedar files;
+//! - [`refusal`]: the JSON error contract;
+//! - [`metrics`], [`admin`]: Prometheus and the admin listener;
+//! - [`keys`]: PKCS#8 key files; [`cli`]: the `capgate` command;
+//! - [`dev`]: development bootstrap and the echo upstream;
+//! - [`server`]: start-up.
+
+pub mod admin;
+pub mod admission;
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod gateway;
+pub mod keys;
+pub mod metrics;
+pub mod policies;
+pub mod refusal;
+pub mod request_id;
+pub mod resolve;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+pub mod upstream_headers;
+pub mod vault;

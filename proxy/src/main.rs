@@ -1,1 +1,5 @@
-fn main(){}
+//! The `capgate` binary. See `capgate --help`.
+
+fn main() {
+    std::process::exit(capgate::cli::run());
+}

@@ -1,0 +1,164 @@
+//! Admission: every check of the `request_filter` phase, in order, as one
+//! synchronous function over the request head. It either admits the request
+//! (with everything the later phases need) or returns the refusal.
+//!
+//! Order (DESIGN.md, "The request pipeline"):
+//! 1. normalise the path → `400 bad_path`; match a route → `404 no_route`;
+//! 2. take the bearer token → `401 token_missing` / `token_malformed`;
+//! 3. verify the UCAN chain → `401 <reason>`;
+//! 4. match the capability against method + upstream URL → `403 capability_mismatch`;
+//! 5. replay → `401 replayed` / `401 nonce_missing`;
+//! 6. Cedar → `403 policy_denied`, naming the policies;
+//! 7. the vaulted credential for (tenant, route) → `502 credential_unavailable`.
+
+use crate::refusal::Refusal;
+use crate::routes::Route;
+use crate::state::GatewayState;
+use crate::vault::Secret;
+use capgate_filters::authz::AuthzRequest;
+use capgate_filters::normalize::normalize_path;
+use capgate_filters::ucan::{Reason, VerifiedChain};
+use std::sync::Arc;
+
+/// The parts of a request head admission reads.
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub host: Option<&'a str>,
+    /// All `Authorization` header values.
+    pub authorization: &'a [&'a [u8]],
+    /// The `ucans` header values joined with commas (None when absent).
+    pub ucans: Option<&'a str>,
+    /// True when the request target was absolute-form or authority-form.
+    pub absolute_form: bool,
+    pub now: u64,
+}
+
+/// What later phases need to forward an admitted request.
+pub struct Admitted {
+    pub chain: Arc<VerifiedChain>,
+    /// Path and query to send upstream.
+    pub upstream_target: String,
+    pub credential: Arc<Secret>,
+    pub policy_ids: Vec<String>,
+}
+
+/// The outcome, with the route when one matched (for metrics and audit).
+pub struct Decision {
+    pub route: Option<Arc<Route>>,
+    pub chain: Option<Arc<VerifiedChain>>,
+    pub policy_ids: Vec<String>,
+    pub cache_hit: Option<bool>,
+    pub result: Result<Admitted, Refusal>,
+}
+
+fn token_refusal(reason: Reason, detail: &'static str) -> Refusal {
+    let status = match reason {
+        Reason::CapabilityMismatch => 403,
+        _ => 401,
+    };
+    Refusal::new(status, reason.code(), detail)
+}
+
+/// The bearer token from the `Authorization` values.
+fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, Refusal> {
+    let raw = match values {
+        [] => return Err(token_refusal(Reason::TokenMissing, "send the invocation UCAN as Authorization: Bearer <token>")),
+        [one] => *one,
+        _ => return Err(token_refusal(Reason::TokenMalformed, "more than one Authorization header")),
+    };
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| token_refusal(Reason::TokenMalformed, "the Authorization header is not ASCII"))?;
+    let (scheme, token) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(token_refusal(Reason::TokenMissing, "the Authorization header must use the Bearer scheme"));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(token_refusal(Reason::TokenMissing, "the Bearer token is empty"));
+    }
+    Ok(token)
+}
+
+/// Run admission.
+pub fn admit(state: &GatewayState, req: &RequestView<'_>) -> Decision {
+    let mut d = Decision { route: None, chain: None, policy_ids: Vec::new(), cache_hit: None, result: Err(Refusal::new(500, "internal", "")) };
+    d.result = admit_inner(state, req, &mut d);
+    d
+}
+
+fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) -> Result<Admitted, Refusal> {
+    if req.absolute_form {
+        return Err(Refusal::new(400, "bad_path", "the request target must be an origin-form path"));
+    }
+    let path = normalize_path(req.path).map_err(|e| Refusal::new(400, "bad_path", e.explain()))?;
+    if req.query.is_some_and(|q| q.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b'#')) {
+        return Err(Refusal::new(400, "bad_path", "the query contains a byte that is not allowed"));
+    }
+    let route = state
+        .routes
+        .find(&path, req.host)
+        .ok_or_else(|| Refusal::new(404, "no_route", "no route matches this path"))?
+        .clone();
+    d.route = Some(route.clone());
+
+    let token = bearer(req.authorization)?;
+    let verified = state.verifier.verify(token, req.ucans, req.now).map_err(|e| token_refusal(e.reason, e.detail))?;
+    d.cache_hit = Some(verified.cache_hit);
+    let chain = verified.chain;
+    d.chain = Some(chain.clone());
+
+    let upstream_path = route.upstream_path(&path);
+    let up = &route.upstream;
+    let granted = chain
+        .invocation
+        .capabilities
+        .iter()
+        .any(|c| c.allows(req.method, up.scheme, &up.host, up.port, &upstream_path));
+    if !granted {
+        return Err(token_refusal(Reason::CapabilityMismatch, "the token does not grant this method on this URL"));
+    }
+    state.verifier.consume_nonce(&chain, req.now).map_err(|e| token_refusal(e.reason, e.detail))?;
+
+    let url = route.url_for(&upstream_path);
+    let engine = state.policies.load();
+    let decision = engine.authorize(&AuthzRequest {
+        tenant: &chain.tenant,
+        agent: chain.agent(),
+        method: req.method,
+        route: &route.facts,
+        url: &url,
+        host: &up.host,
+        path: &upstream_path,
+        query: req.query.unwrap_or(""),
+        cosigned: false,
+        chain_length: chain.length,
+        token_ttl: chain.invocation.expires.saturating_sub(req.now),
+        now: req.now,
+    });
+    d.policy_ids = decision.policy_ids.clone();
+    if !decision.allowed {
+        let reason = if decision.evaluation_error {
+            "a policy could not be evaluated; denying".to_owned()
+        } else if decision.policy_ids.is_empty() {
+            "no policy permits this request".to_owned()
+        } else {
+            format!("denied by policy {}", decision.policy_ids.join(", "))
+        };
+        return Err(Refusal::new(403, "policy_denied", reason));
+    }
+
+    let credential = state
+        .vault
+        .load()
+        .get(&chain.tenant, &route.credential)
+        .ok_or_else(|| Refusal::new(502, "credential_unavailable", "no credential is configured for this tenant and route"))?;
+
+    let mut upstream_target = upstream_path;
+    if let Some(q) = req.query {
+        upstream_target.push('?');
+        upstream_target.push_str(q);
+    }
+    Ok(Admitted { chain, upstream_target, credential, policy_ids: decision.policy_ids })
+}

@@ -1,0 +1,289 @@
+//! The `capgate` command line (clap derive). Every subcommand accepts
+//! `--config PATH` (default `./config.toml`); the ones that need no config
+//! simply do not read it.
+
+use crate::config::Config;
+use capgate_filters::ucan::mint::{mint, MintSpec};
+use clap::{Args, Parser, Subcommand};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "capgate", version, about = "A capability gateway for AI agents: UCAN in, vaulted credential out.")]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, default_value = "config.toml", env = "CAPGATE_CONFIG")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Generate an Ed25519 key file (PKCS#8 PEM) and print its did:key.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the did:key of a key file.
+    Did { file: PathBuf },
+    /// Issue a UCAN 0.10 delegation or invocation.
+    Mint(MintArgs),
+    /// Manage sealed credentials.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
+    /// Validate the policy files offline.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Args)]
+pub struct MintArgs {
+    /// The issuer's key file.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The audience DID (the next holder, or the gateway for an invocation).
+    #[arg(long, required_unless_present = "gateway", conflicts_with = "gateway")]
+    pub aud: Option<String>,
+    /// Address the token to this gateway (the DID of `server.identity_key` in the config).
+    #[arg(long)]
+    pub gateway: bool,
+    /// Resource URL (repeatable; pairs with --can in order).
+    #[arg(long = "with", required = true)]
+    pub with: Vec<String>,
+    /// Ability, e.g. http/GET or http/* (repeatable).
+    #[arg(long = "can", required = true)]
+    pub can: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub ttl: u64,
+    /// Not-before, seconds from now (may be negative with a leading minus).
+    #[arg(long, allow_hyphen_values = true)]
+    pub nbf: Option<i64>,
+    /// Nonce (default: random).
+    #[arg(long, conflicts_with = "no_nonce")]
+    pub nonce: Option<String>,
+    /// Omit the nonce.
+    #[arg(long)]
+    pub no_nonce: bool,
+    /// Proof tokens (repeatable): every token of the chain above this one.
+    /// Those addressed to the issuer are referenced by CID; all of them form
+    /// the `ucans` header value.
+    #[arg(long = "proof")]
+    pub proof: Vec<String>,
+    /// Facts (`fct`) as a JSON object.
+    #[arg(long)]
+    pub facts: Option<String>,
+    /// Print only the token.
+    #[arg(long)]
+    pub token_only: bool,
+    /// Print {"token","ucans","cid"} as JSON.
+    #[arg(long, conflicts_with = "token_only")]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum VaultCommand {
+    /// Store a credential read from standard input (never from arguments).
+    Put {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List names and versions (never values).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Remove a credential.
+    Rm {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Print a new random vault key (base64) for the key environment variable.
+    Keygen,
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Parse and validate the policy directory against its schema.
+    Check {
+        /// The directory (default: `[policies] dir` of the config).
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Run the CLI; returns the process exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    match dispatch(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("capgate: {e}");
+            1
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, String> {
+    Config::load(path).map_err(|e| e.to_string())
+}
+
+fn dispatch(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve => crate::server::serve(&cli.config).map_err(|e| e.to_string()),
+        Command::Keygen { out, force } => {
+            if force && out.exists() {
+                std::fs::remove_file(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            }
+            let k = crate::keys::generate(&out).map_err(|e| e.to_string())?;
+            println!("{}", crate::keys::did_of(&k));
+            Ok(())
+        }
+        Command::Did { file } => {
+            let k = crate::keys::load(&file).map_err(|e| e.to_string())?;
+            println!("{}", crate::keys::did_of(&k));
+            Ok(())
+        }
+        Command::Mint(args) => mint_cmd(&cli.config, args),
+        Command::Vault { command } => vault_cmd(&cli.config, command),
+        Command::Policy { command: PolicyCommand::Check { dir } } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => load_config(&cli.config)?.policies.dir,
+            };
+            let engine = crate::policies::load_authz(&dir).map_err(|e| e.to_string())?;
+            println!("ok: {} policies validate against {}", engine.len(), dir.join(crate::policies::SCHEMA_FILE).display());
+            Ok(())
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn mint_cmd(config: &Path, a: MintArgs) -> Result<(), String> {
+    if a.with.len() != a.can.len() {
+        return Err("give --with and --can the same number of times (they pair in order)".into());
+    }
+    let key = crate::keys::load(&a.key).map_err(|e| e.to_string())?;
+    let audience = match (a.aud, a.gateway) {
+        (Some(aud), _) => aud,
+        (None, true) => {
+            let cfg = load_config(config)?;
+            let gk = crate::keys::load(&cfg.server.identity_key).map_err(|e| e.to_string())?;
+            crate::keys::did_of(&gk)
+        }
+        (None, false) => return Err("give --aud DID or --gateway".into()),
+    };
+    let now = unix_now();
+    let nonce = if a.no_nonce {
+        None
+    } else {
+        Some(a.nonce.unwrap_or_else(|| {
+            let mut b = [0u8; 12];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+            capgate_filters::ucan::b64::encode(&b)
+        }))
+    };
+    let facts = match a.facts {
+        Some(f) => Some(serde_json::from_str::<serde_json::Value>(&f).map_err(|e| format!("--facts: {e}"))?),
+        None => None,
+    };
+    let issuer = crate::keys::did_of(&key);
+    // Only proofs addressed to the issuer are referenced; all travel in `ucans`.
+    let mut direct = Vec::new();
+    for p in &a.proof {
+        let t = capgate_filters::ucan::token::parse_jwt(p)
+            .map_err(|e| format!("--proof: not a valid UCAN ({}): {}", e.reason.code(), e.detail))?;
+        if t.audience == issuer {
+            direct.push(p.clone());
+        }
+    }
+    if !a.proof.is_empty() && direct.is_empty() {
+        return Err("--proof: none of the proofs is addressed to the issuer's DID".into());
+    }
+    let spec = MintSpec {
+        audience,
+        capabilities: a.with.into_iter().zip(a.can).collect(),
+        expires: now + a.ttl,
+        not_before: a.nbf.map(|d| now.saturating_add_signed(d)),
+        nonce,
+        proofs: direct,
+        facts,
+    };
+    let token = mint(&key, &spec);
+    let ucans = a.proof.join(",");
+    if a.json {
+        let cid = capgate_filters::ucan::Cid::of(token.as_bytes()).to_string();
+        println!("{}", serde_json::json!({"token": token, "ucans": ucans, "cid": cid}));
+    } else {
+        println!("{token}");
+        if !a.token_only && !ucans.is_empty() {
+            println!("ucans: {ucans}");
+        }
+    }
+    Ok(())
+}
+
+fn vault_cmd(config: &Path, cmd: VaultCommand) -> Result<(), String> {
+    if let VaultCommand::Keygen = cmd {
+        println!("{}", crate::vault::seal::VaultKey::generate_base64().as_str());
+        return Ok(());
+    }
+    let cfg = load_config(config)?;
+    match cmd {
+        VaultCommand::Put { tenant, name } => {
+            check_names(&cfg, &tenant, &name)?;
+            let mut value = zeroize::Zeroizing::new(String::new());
+            std::io::stdin().read_to_string(&mut value).map_err(|e| format!("reading stdin: {e}"))?;
+            let trimmed = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
+            if trimmed.is_empty() {
+                return Err("no value on standard input".into());
+            }
+            let mut v = crate::vault::Vault::open(&cfg.vault.path, &cfg.vault.key_env).map_err(|e| e.to_string())?;
+            let version = v.put(&tenant, &name, trimmed).map_err(|e| e.to_string())?;
+            println!("stored {tenant}/{name} version {version}");
+            Ok(())
+        }
+        VaultCommand::List { tenant } => {
+            for e in crate::vault::list(&cfg.vault.path).map_err(|e| e.to_string())? {
+                if tenant.as_ref().is_none_or(|t| *t == e.tenant) {
+                    println!("{}\t{}\tv{}\tkey:{}\tupdated:{}", e.tenant, e.name, e.version, e.key_id, e.updated);
+                }
+            }
+            Ok(())
+        }
+        VaultCommand::Rm { tenant, name } => {
+            let mut v = crate::vault::Vault::open(&cfg.vault.path, &cfg.vault.key_env).map_err(|e| e.to_string())?;
+            v.remove(&tenant, &name).map_err(|e| e.to_string())?;
+            println!("removed {tenant}/{name}");
+            Ok(())
+        }
+        VaultCommand::Keygen => Ok(()),
+    }
+}
+
+fn check_names(cfg: &Config, tenant: &str, name: &str) -> Result<(), String> {
+    if !crate::config::valid_name(tenant) || !crate::config::valid_name(name) {
+        return Err("--tenant and --name must be 1-64 of [A-Za-z0-9_.-]".into());
+    }
+    if !cfg.tenants.iter().any(|t| t.id == tenant) {
+        return Err(format!("tenant {tenant:?} is not in the config"));
+    }
+    Ok(())
+}

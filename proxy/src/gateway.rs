@@ -1,0 +1,233 @@
+//! The pingora pipeline: capgate's [`ProxyHttp`] implementation.
+//!
+//! Each phase does one thing and delegates the logic to a module that owns it:
+//!
+//! | phase | what capgate does here |
+//! |---|---|
+//! | `request_filter` | [`crate::admission`]: route, token, chain, capability, replay, Cedar, credential. A refusal is written here as JSON and the request ends. |
+//! | `upstream_peer` | The route's upstream (never the request's host): TLS with SNI for `https`, resolved addresses cached for 30 s. |
+//! | `upstream_request_filter` | [`crate::upstream_headers`]: strip hop-by-hop and credential-bearing headers, inject the vaulted credential, set `Host`, the path and the request id. |
+//! | `response_filter` | Tag the response with the request id. |
+//! | `fail_to_proxy` | Errors after admission (upstream unreachable, bad request) become JSON refusals too. |
+//! | `logging` | Metrics and one structured log line for every request, whatever its outcome. |
+
+use crate::admission::{self, RequestView};
+use crate::refusal::Refusal;
+use crate::routes::Route;
+use crate::state::GatewayState;
+use crate::vault::Secret;
+use async_trait::async_trait;
+use bytes::Bytes;
+use capgate_filters::ucan::VerifiedChain;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{ErrorSource, ErrorType};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Per-request state shared across phases.
+pub struct RequestCtx {
+    pub request_id: String,
+    pub started: Instant,
+    pub route: Option<Arc<Route>>,
+    pub chain: Option<Arc<VerifiedChain>>,
+    pub upstream_target: String,
+    pub credential: Option<Arc<Secret>>,
+    pub policy_ids: Vec<String>,
+    /// Set when capgate refused or failed the request: (status, code).
+    pub refused: Option<(u16, &'static str)>,
+}
+
+/// The gateway service.
+pub struct Gateway {
+    pub state: Arc<GatewayState>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Write a refusal as the whole response.
+async fn write_refusal(session: &mut Session, ctx: &mut RequestCtx, refusal: &Refusal) -> Result<()> {
+    ctx.refused = Some((refusal.status, refusal.code));
+    let body = Bytes::from(refusal.body(&ctx.request_id));
+    let mut resp = ResponseHeader::build(refusal.status, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    resp.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            request_id: crate::request_id::next(),
+            started: Instant::now(),
+            route: None,
+            chain: None,
+            upstream_target: String::new(),
+            credential: None,
+            policy_ids: Vec::new(),
+            refused: None,
+        }
+    }
+
+    /// Admission. Returns `Ok(true)` when a refusal has been written.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let decision = {
+            let req = session.req_header();
+            let auth: Vec<&[u8]> = req.headers.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes()).collect();
+            let mut ucans_values = req.headers.get_all("ucans").iter();
+            let joined;
+            let ucans: Option<&str> = match (ucans_values.next(), ucans_values.next()) {
+                (None, _) => None,
+                (Some(one), None) => Some(one.to_str().unwrap_or("\u{0}")),
+                (Some(_), Some(_)) => {
+                    joined = req
+                        .headers
+                        .get_all("ucans")
+                        .iter()
+                        .map(|v| v.to_str().unwrap_or("\u{0}"))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    Some(joined.as_str())
+                }
+            };
+            let host = req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).or(req.uri.host());
+            let view = RequestView {
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                query: req.uri.query(),
+                host,
+                authorization: &auth,
+                ucans,
+                absolute_form: !session.is_http2() && req.uri.authority().is_some(),
+                now: unix_now(),
+            };
+            admission::admit(&self.state, &view)
+        };
+        if let Some(hit) = decision.cache_hit {
+            self.state.metrics.ucan_cache.with_label_values(&[if hit { "hit" } else { "miss" }]).inc();
+        }
+        ctx.route = decision.route;
+        ctx.chain = decision.chain;
+        ctx.policy_ids = decision.policy_ids;
+        match decision.result {
+            Ok(admitted) => {
+                ctx.upstream_target = admitted.upstream_target;
+                ctx.credential = Some(admitted.credential);
+                ctx.policy_ids = admitted.policy_ids;
+                Ok(false)
+            }
+            Err(refusal) => {
+                write_refusal(session, ctx, &refusal).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The route's upstream. The request never chooses the host.
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let route = ctx.route.as_ref().ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
+        let up = &route.upstream;
+        let addr = crate::resolve::upstream_addr(&self.state.dns, &up.host, up.port).await?;
+        let sni = up.host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let tls = up.scheme == capgate_filters::ucan::Scheme::Https;
+        let mut peer = HttpPeer::new(addr, tls, sni);
+        peer.options.connection_timeout = Some(self.state.connect_timeout);
+        peer.options.total_connection_timeout = Some(self.state.connect_timeout);
+        peer.options.read_timeout = Some(self.state.read_timeout);
+        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    /// Rewrite the request for the upstream: strip, inject, target, Host, id.
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (route, credential) = match (&ctx.route, &ctx.credential) {
+            (Some(r), Some(c)) => (r, c),
+            _ => return Err(Error::explain(ErrorType::InternalError, "request reached the upstream phase unadmitted")),
+        };
+        crate::upstream_headers::rewrite(upstream_request, route, credential, &ctx.upstream_target, &ctx.request_id)
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        resp.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    /// Errors after admission become JSON refusals.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let refusal = match e.etype() {
+            ErrorType::HTTPStatus(code) if (400..500).contains(code) => {
+                Refusal::new(*code, "bad_request", "the request could not be read")
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => Refusal::new(502, "upstream_unavailable", "the upstream could not be reached or failed"),
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        ctx.refused = Some((499, "client_closed"));
+                        return FailToProxy { error_code: 0, can_reuse_downstream: false };
+                    }
+                    _ => Refusal::new(400, "bad_request", "the request could not be read"),
+                },
+                _ => Refusal::new(500, "internal", "the gateway failed to handle the request"),
+            },
+        };
+        let code = refusal.status;
+        if write_refusal(session, ctx, &refusal).await.is_err() {
+            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    /// Never put the raw path, query or headers in pingora's error log.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("-");
+        format!("{} route={} request_id={}", session.req_header().method, route, ctx.request_id)
+    }
+
+    /// Metrics and the access log line, for every request.
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+        let (decision, reason) = match ctx.refused {
+            Some((_, "upstream_unavailable" | "internal" | "client_closed" | "bad_request")) => ("error", ctx.refused.map(|r| r.1).unwrap_or("")),
+            Some((_, code)) => ("deny", code),
+            None => ("allow", "ok"),
+        };
+        let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("none");
+        let method = crate::metrics::method_label(session.req_header().method.as_str());
+        let m = &self.state.metrics;
+        m.requests.with_label_values(&[route, method, decision, reason]).inc();
+        let elapsed = ctx.started.elapsed();
+        m.duration.with_label_values(&[route, decision]).observe(elapsed.as_secs_f64());
+        tracing::info!(
+            request_id = %ctx.request_id,
+            route,
+            method,
+            status,
+            decision,
+            reason,
+            tenant = ctx.chain.as_ref().map(|c| &*c.tenant).unwrap_or("-"),
+            agent = ctx.chain.as_ref().map(|c| c.agent()).unwrap_or("-"),
+            token_cid = %ctx.chain.as_ref().map(|c| c.invocation.cid.to_string()).unwrap_or_default(),
+            policies = %ctx.policy_ids.join(","),
+            duration_us = elapsed.as_micros() as u64,
+            "request"
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! Loading the Cedar policy files from `[policies] dir`:
+//! `schema.cedarschema` (the schema) and `authz.cedar` (the authorization
+//! set). Validation happens here, at start, and the parsed engine is shared
+//! by every request; nothing is parsed per request.
+
+use capgate_filters::authz::{PolicyEngine, PolicyLoadError};
+use std::path::Path;
+
+pub const SCHEMA_FILE: &str = "schema.cedarschema";
+pub const AUTHZ_FILE: &str = "authz.cedar";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyFilesError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{dir}: {source}")]
+    Invalid { dir: String, source: PolicyLoadError },
+}
+
+fn read(dir: &Path, name: &str) -> Result<String, PolicyFilesError> {
+    let p = dir.join(name);
+    std::fs::read_to_string(&p).map_err(|source| PolicyFilesError::Read { path: p.display().to_string(), source })
+}
+
+/// Read and validate the authorization set in `dir`.
+pub fn load_authz(dir: &Path) -> Result<PolicyEngine, PolicyFilesError> {
+    let schema = read(dir, SCHEMA_FILE)?;
+    let authz = read(dir, AUTHZ_FILE)?;
+    PolicyEngine::from_sources(&schema, &[(AUTHZ_FILE, &authz)])
+        .map_err(|source| PolicyFilesError::Invalid { dir: dir.display().to_string(), source })
+}

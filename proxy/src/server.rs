@@ -1,0 +1,93 @@
+//! Starting the gateway: load the config, build the state, and run pingora
+//! with three services: the agent-facing proxy, the admin listener and, in
+//! development, the echo upstream.
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::state::{GatewayState, StartError};
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::listening::Service;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Load everything and check it, without serving. Used by `serve` and by
+/// tests of start-up failures.
+pub fn prepare(config_path: &Path) -> Result<(Config, Arc<GatewayState>, Option<crate::dev::Bootstrapped>), StartError> {
+    let cfg = Config::load(config_path)?;
+    let boot = if cfg.dev.bootstrap { Some(crate::dev::bootstrap(&cfg).map_err(StartError::Dev)?) } else { None };
+    let state = Arc::new(GatewayState::build(&cfg)?);
+    Ok((cfg, state, boot))
+}
+
+/// Run until SIGTERM/SIGINT.
+pub fn serve(config_path: &Path) -> Result<(), StartError> {
+    let (cfg, state, boot) = prepare(config_path)?;
+    let mut conf = ServerConf { threads: cfg.server.threads, ..ServerConf::default() };
+    conf.grace_period_seconds = Some(0);
+    conf.graceful_shutdown_timeout_seconds = Some(5);
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway { state: state.clone() },
+        "capgate proxy",
+    );
+    proxy.add_tcp(&cfg.server.listen);
+    server.add_service(proxy);
+
+    let mut admin = Service::new("capgate admin".to_owned(), AdminApp { state: state.clone() });
+    admin.add_tcp(&cfg.server.admin_listen);
+    server.add_service(admin);
+
+    if let Some(addr) = &cfg.dev.echo_upstream {
+        let mut echo = Service::new("capgate dev echo upstream".to_owned(), crate::dev::EchoApp);
+        echo.add_tcp(addr);
+        server.add_service(echo);
+    }
+
+    print_banner(&cfg, &state, boot.as_ref());
+    server.run_forever();
+}
+
+fn print_banner(cfg: &Config, state: &GatewayState, boot: Option<&crate::dev::Bootstrapped>) {
+    tracing::info!(
+        listen = %cfg.server.listen,
+        admin = %cfg.server.admin_listen,
+        gateway_did = %state.gateway_did,
+        routes = cfg.routes.len(),
+        tenants = cfg.tenants.len(),
+        policies = state.policies.load().len(),
+        "capgate is serving"
+    );
+    let Some(boot) = boot else { return };
+    for c in &boot.created {
+        tracing::warn!(created = %c, "dev bootstrap");
+    }
+    if let Some(f) = &boot.vault_key_file {
+        tracing::warn!(file = %f.display(), "dev mode: the vault key was read from a file next to the store; set {} in production", cfg.vault.key_env);
+    }
+    let cfgp = cfg.source.display();
+    let root = cfg.tenants.first().and_then(|t| t.root_keys.first()).map(|p| p.display().to_string());
+    let route = cfg.routes.first();
+    if let (Some(root), Some(route)) = (root, route) {
+        eprintln!(
+            "\ncapgate is listening on http://{listen} (admin http://{admin})\n\
+             gateway DID: {did}\n\n\
+             Mint a token and call the '{name}' route:\n\
+             \x20 capgate keygen --out state/agent.pem --force\n\
+             \x20 AGENT=$(capgate did state/agent.pem)\n\
+             \x20 DELEG=$(capgate mint --config {cfgp} --key {root} --aud $AGENT --with {up} --can 'http/*' --ttl 3600 --token-only)\n\
+             \x20 TOKEN=$(capgate mint --config {cfgp} --key state/agent.pem --gateway --with {up}/hello --can http/GET --proof $DELEG --token-only)\n\
+             \x20 curl -s -H \"Authorization: Bearer $TOKEN\" -H \"ucans: $DELEG\" http://{listen}{prefix}hello\n",
+            listen = cfg.server.listen,
+            admin = cfg.server.admin_listen,
+            did = state.gateway_did,
+            name = route.name,
+            up = route.upstream.trim_end_matches('/'),
+            prefix = route.prefix,
+        );
+    }
+}

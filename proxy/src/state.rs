@@ -1,0 +1,95 @@
+//! The gateway's shared state, built once from the configuration: identity,
+//! route table, UCAN verifier, policy engine, vault and metrics. Everything a
+//! request needs is here, pre-parsed; requests only read it.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::routes::{Route, RouteTable};
+use crate::vault::Vault;
+use arc_swap::ArcSwap;
+use capgate_filters::authz::PolicyEngine;
+use capgate_filters::ucan::{Verifier, VerifierConfig};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct GatewayState {
+    pub gateway_did: String,
+    pub routes: RouteTable,
+    pub verifier: Verifier,
+    pub policies: ArcSwap<PolicyEngine>,
+    pub vault: ArcSwap<Vault>,
+    pub metrics: Metrics,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// Resolved upstream addresses by `host:port`, refreshed every 30 s.
+    pub dns: moka::sync::Cache<String, std::net::SocketAddr>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("server.identity_key: {0}")]
+    Identity(crate::keys::KeyError),
+    #[error("tenants: {0}")]
+    Roots(String),
+    #[error("policies: {0}")]
+    Policies(#[from] crate::policies::PolicyFilesError),
+    #[error("vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
+    #[error("routes: {0}")]
+    Routes(String),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("dev bootstrap: {0}")]
+    Dev(String),
+}
+
+impl GatewayState {
+    pub fn build(cfg: &Config) -> Result<GatewayState, StartError> {
+        let identity = crate::keys::load(&cfg.server.identity_key).map_err(StartError::Identity)?;
+        let gateway_did = crate::keys::did_of(&identity);
+        let mut roots: HashMap<String, Arc<str>> = HashMap::new();
+        for t in &cfg.tenants {
+            let id: Arc<str> = Arc::from(t.id.as_str());
+            let mut dids = t.roots.clone();
+            for p in &t.root_keys {
+                let k = crate::keys::load(p).map_err(|e| StartError::Roots(format!("tenant {}: {e}", t.id)))?;
+                dids.push(crate::keys::did_of(&k));
+            }
+            for d in dids {
+                if let Some(other) = roots.insert(d.clone(), id.clone()) {
+                    if *other != *id {
+                        return Err(StartError::Roots(format!("{d} is a root of both {other} and {id}")));
+                    }
+                }
+            }
+        }
+        let verifier = Verifier::new(VerifierConfig {
+            gateway_did: gateway_did.clone(),
+            roots,
+            max_lifetime_secs: cfg.ucan.max_lifetime_secs,
+            clock_skew_secs: cfg.ucan.clock_skew_secs,
+            replay_protection: cfg.ucan.replay_protection,
+            cache_capacity: cfg.ucan.cache_capacity,
+        });
+        let policies = crate::policies::load_authz(&cfg.policies.dir)?;
+        let vault = Vault::open(&cfg.vault.path, &cfg.vault.key_env)?;
+        let routes = cfg.routes.iter().map(Route::compile).collect::<Result<Vec<_>, _>>().map_err(StartError::Routes)?;
+        let metrics = Metrics::new()?;
+        metrics.policies_loaded.set(policies.len() as i64);
+        Ok(GatewayState {
+            gateway_did,
+            routes: RouteTable::new(routes),
+            verifier,
+            policies: ArcSwap::from_pointee(policies),
+            vault: ArcSwap::from_pointee(vault),
+            metrics,
+            connect_timeout: Duration::from_secs(cfg.server.upstream_connect_timeout_secs),
+            read_timeout: Duration::from_secs(cfg.server.upstream_read_timeout_secs),
+            dns: moka::sync::Cache::builder().max_capacity(1024).time_to_live(Duration::from_secs(30)).build(),
+        })
+    }
+}
