@@ -111,7 +111,7 @@ impl ProxyHttp for Gateway {
                 host,
                 authorization: &auth,
                 ucans,
-                absolute_form: !session.is_http2() && req.uri.authority().is_some(),
+                absolute_form: !session.is_http2() && (req.uri.authority().is_some() || req.raw_path().first() != Some(&b'/')),
                 now: unix_now(),
             };
             admission::admit(&self.state, &view)

@@ -1,0 +1,385 @@
+//! Test harness: a real upstream (hyper) on loopback that records what it
+//! receives, and a real `capgate` binary started on ephemeral ports with its
+//! own keys, vault and policies in a temporary directory.
+
+use capgate_filters::ucan::did::did_key;
+use capgate_filters::ucan::mint::{mint, MintSpec};
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::SigningKey;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_capgate");
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// What the upstream saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    #[allow(dead_code)]
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A loopback HTTP/1.1 upstream that answers `{"ok":true}` and records requests.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let seen2 = seen.clone();
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            seen.lock().expect("lock").push(Seen {
+                                method: parts.method.to_string(),
+                                uri: parts.uri.to_string(),
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                                    .collect(),
+                                body,
+                            });
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
+                                    .expect("response"),
+                            )
+                        }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                });
+            }
+        });
+        Upstream { addr, seen, _rt: rt }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+pub fn write_key(path: &Path, key: &SigningKey) {
+    let pem = key.to_pkcs8_pem(Default::default()).expect("pem");
+    std::fs::write(path, pem.as_bytes()).expect("write key");
+}
+
+pub fn new_key() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+pub fn did(k: &SigningKey) -> String {
+    did_key(&k.verifying_key())
+}
+
+/// Options for one gateway instance.
+pub struct GatewayOpts {
+    pub replay_protection: bool,
+    pub extra_policy: Option<String>,
+    pub vault_key: String,
+    /// Credential stored for (tenant "acme", name "svc").
+    pub credential: Option<String>,
+}
+
+impl Default for GatewayOpts {
+    fn default() -> Self {
+        GatewayOpts {
+            replay_protection: true,
+            extra_policy: None,
+            vault_key: "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=".into(),
+            credential: Some("upstream-secret-0123456789".into()),
+        }
+    }
+}
+
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub admin_port: u16,
+    pub gateway_key: SigningKey,
+    pub root_key: SigningKey,
+    pub agent_key: SigningKey,
+    pub upstream: Upstream,
+    pub child: Option<Child>,
+    pub config_path: PathBuf,
+    pub vault_key: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Gateway {
+    /// Prepare config, keys, policies and vault, without starting.
+    pub fn prepare(opts: &GatewayOpts) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let upstream = Upstream::start();
+        let (gateway_key, root_key, agent_key) = (new_key(), new_key(), new_key());
+        write_key(&dir.path().join("gateway.pem"), &gateway_key);
+        let pdir = dir.path().join("policies");
+        std::fs::create_dir_all(&pdir).expect("mkdir");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(repo.join("policies/schema.cedarschema"), pdir.join("schema.cedarschema")).expect("copy schema");
+        let mut authz = std::fs::read_to_string(repo.join("policies/authz.cedar")).expect("read authz");
+        if let Some(extra) = &opts.extra_policy {
+            authz.push('\n');
+            authz.push_str(extra);
+        }
+        std::fs::write(pdir.join("authz.cedar"), authz).expect("write authz");
+        let (port, admin_port) = (free_port(), free_port());
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin_port}"
+threads = 1
+identity_key = "gateway.pem"
+
+[ucan]
+max_lifetime_secs = 60
+clock_skew_secs = 5
+replay_protection = {replay}
+
+[[tenants]]
+id = "acme"
+roots = ["{root}"]
+
+[[tenants]]
+id = "other"
+roots = ["{other}"]
+
+[[routes]]
+name = "svc"
+prefix = "/svc/"
+upstream = "{up}"
+credential = "svc"
+allow_writes = true
+strip_headers = ["X-Api-Key"]
+
+[[routes]]
+name = "ro"
+prefix = "/ro/"
+upstream = "{up}/readonly"
+credential = "svc"
+
+[vault]
+path = "vault.json"
+key_env = "CAPGATE_VAULT_KEY"
+
+[policies]
+dir = "policies"
+"#,
+            replay = opts.replay_protection,
+            root = did(&root_key),
+            other = did(&new_key()),
+            up = upstream.url(),
+        );
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let g = Gateway {
+            dir,
+            port,
+            admin_port,
+            gateway_key,
+            root_key,
+            agent_key,
+            upstream,
+            child: None,
+            config_path,
+            vault_key: opts.vault_key.clone(),
+        };
+        if let Some(c) = &opts.credential {
+            let out = g.cli(&["vault", "put", "--tenant", "acme", "--name", "svc"], Some(&format!("{c}\n")));
+            assert!(out.status.success(), "vault put: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        g
+    }
+
+    /// Run the capgate CLI against this gateway's config.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("CAPGATE_VAULT_KEY", &self.vault_key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn capgate");
+        if let Some(s) = stdin {
+            child.stdin.take().expect("stdin").write_all(s.as_bytes()).expect("write stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("wait")
+    }
+
+    pub fn start(opts: GatewayOpts) -> Gateway {
+        let mut g = Gateway::prepare(&opts);
+        let log = std::fs::File::create(g.dir.path().join("gateway.log")).expect("log file");
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&g.config_path)
+            .env("CAPGATE_VAULT_KEY", &g.vault_key)
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn serve");
+        g.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::blocking::Client::new();
+        loop {
+            if let Ok(r) = client.get(format!("http://127.0.0.1:{}/readyz", g.admin_port)).send() {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            if let Some(Ok(Some(status))) = g.child.as_mut().map(|c| c.try_wait()) {
+                panic!("capgate exited early ({status}): {}", g.log());
+            }
+            assert!(Instant::now() < deadline, "capgate did not become ready: {}", g.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        g
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn metrics(&self) -> String {
+        reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", self.admin_port))
+            .expect("metrics")
+            .text()
+            .expect("text")
+    }
+
+    pub fn gateway_did(&self) -> String {
+        did(&self.gateway_key)
+    }
+
+    /// root → agent delegation of `with`/`can`, valid an hour.
+    pub fn delegation(&self, with: &str, can: &str) -> String {
+        mint(
+            &self.root_key,
+            &MintSpec {
+                audience: did(&self.agent_key),
+                capabilities: vec![(with.into(), can.into())],
+                expires: now() + 3600,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// agent → gateway invocation resting on `proof`.
+    pub fn invocation(&self, with: &str, can: &str, proof: &str) -> String {
+        mint(
+            &self.agent_key,
+            &MintSpec {
+                audience: self.gateway_did(),
+                capabilities: vec![(with.into(), can.into())],
+                expires: now() + 30,
+                nonce: Some(nonce()),
+                proofs: vec![proof.into()],
+                ..Default::default()
+            },
+        )
+    }
+}
+
+pub fn nonce() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    capgate_filters::ucan::b64::encode(&b)
+}
+
+/// A parsed JSON refusal.
+pub struct Reply {
+    pub status: u16,
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("")
+    }
+}
+
+pub fn send(req: reqwest::blocking::RequestBuilder) -> Reply {
+    let r = req.send().expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Reply { status, json, text }
+}
+
+pub fn call(g: &Gateway, method: &str, path: &str, token: Option<&str>, ucans: Option<&str>) -> Reply {
+    let client = reqwest::blocking::Client::new();
+    let mut req = client.request(method.parse().expect("method"), g.url(path));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(u) = ucans {
+        req = req.header("ucans", u);
+    }
+    send(req)
+}
+
+/// Assert a refusal's status and reason code, and that it has the full shape.
+#[track_caller]
+pub fn assert_refused(r: &Reply, status: u16, code: &str) {
+    assert_eq!((r.status, r.error()), (status, code), "body: {}", r.text);
+    assert!(r.json["reason"].as_str().is_some_and(|s| !s.is_empty()), "reason text: {}", r.text);
+    assert_eq!(r.json["request_id"].as_str().map(str::len), Some(32), "request id: {}", r.text);
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `capgate` binary in front of a real upstream on
+//! loopback, called over HTTP with real tokens. Every refusal is produced by
+//! the real pipeline.
+
+mod harness;
+mod pipeline;
+mod reasons;
+mod startup;

@@ -1,0 +1,244 @@
+//! Allowed calls, credential swapping, path confusion, Cedar, metrics.
+
+use crate::harness::*;
+use capgate_filters::ucan::mint::{mint, MintSpec};
+use std::io::{Read, Write};
+
+#[test]
+fn two_link_chain_is_allowed_and_the_upstream_sees_only_the_vault_bearer() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let inv = g.invocation(&format!("{up}/repos/acme/app"), "http/GET", &deleg);
+    let client = reqwest::blocking::Client::new();
+    let r = send(
+        client
+            .get(g.url("/svc/repos/acme/app/issues?state=open"))
+            .header("authorization", format!("Bearer {inv}"))
+            .header("ucans", &deleg)
+            .header("cookie", "session=agent-cookie")
+            .header("proxy-authorization", "Basic agent-proxy")
+            .header("x-api-key", "agent-api-key")
+            .header("capgate-approval", "agent-thing"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["ok"], true);
+    let seen = g.upstream.requests();
+    assert_eq!(seen.len(), 1);
+    let s = &seen[0];
+    assert_eq!(s.method, "GET");
+    assert_eq!(s.uri, "/repos/acme/app/issues?state=open");
+    assert_eq!(s.header("authorization"), Some("Bearer upstream-secret-0123456789"));
+    assert_eq!(s.header("host"), Some(g.upstream.addr.to_string().as_str()));
+    for h in ["ucans", "cookie", "proxy-authorization", "x-api-key", "capgate-approval"] {
+        assert_eq!(s.header(h), None, "{h} must not reach the upstream");
+    }
+    let all: String = s.headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    assert!(!all.contains(&inv) && !all.contains(&deleg), "no UCAN reaches the upstream");
+    assert_eq!(s.header("x-request-id").map(str::len), Some(32));
+}
+
+#[test]
+fn three_link_chain_with_redelegation_is_allowed() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let mid = new_key();
+    let d1 = mint(
+        &g.root_key,
+        &MintSpec { audience: did(&mid), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 3600, ..Default::default() },
+    );
+    let d2 = mint(
+        &mid,
+        &MintSpec {
+            audience: did(&g.agent_key),
+            capabilities: vec![(format!("{up}/repos"), "http/POST".into())],
+            expires: now() + 600,
+            proofs: vec![d1.clone()],
+            ..Default::default()
+        },
+    );
+    let inv = g.invocation(&format!("{up}/repos/x"), "http/POST", &d2);
+    let r = call(&g, "POST", "/svc/repos/x", Some(&inv), Some(&format!("{d1},{d2}")));
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[test]
+fn a_cedar_forbid_beats_a_permit() {
+    let g = Gateway::start(GatewayOpts {
+        extra_policy: Some(
+            r#"@id("no-secrets-path") forbid (principal, action, resource) when { context.path like "/secrets*" };"#.into(),
+        ),
+        ..Default::default()
+    });
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let ok = call(&g, "GET", "/svc/public", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg));
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    let r = call(&g, "GET", "/svc/secrets/1", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg));
+    assert_refused(&r, 403, "policy_denied");
+    assert!(r.json["reason"].as_str().unwrap_or("").contains("no-secrets-path"), "{}", r.text);
+    // Default policies: DELETE is forbidden even when the token grants it;
+    // writes need a route that opts in.
+    let r = call(&g, "DELETE", "/svc/x", Some(&g.invocation(&up, "http/DELETE", &deleg)), Some(&deleg));
+    assert_refused(&r, 403, "policy_denied");
+    assert!(r.text.contains("delete-forbidden"), "{}", r.text);
+    let r = call(&g, "POST", "/ro/x", Some(&g.invocation(&up, "http/POST", &deleg)), Some(&deleg));
+    assert_refused(&r, 403, "policy_denied");
+    assert_eq!(g.upstream.requests().len(), 1, "only the allowed call reached the upstream");
+}
+
+#[test]
+fn context_attributes_cannot_be_set_by_the_agent() {
+    // A policy that would permit DELETE if the agent could claim a cosigner.
+    let g = Gateway::start(GatewayOpts {
+        extra_policy: Some(r#"@id("cosigned-delete") permit (principal, action, resource) when { context.cosigned };"#.into()),
+        ..Default::default()
+    });
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let inv = g.invocation(&up, "http/POST", &deleg);
+    let client = reqwest::blocking::Client::new();
+    let r = send(
+        client
+            .post(g.url("/ro/x?cosigned=true&tier=read"))
+            .header("authorization", format!("Bearer {inv}"))
+            .header("ucans", &deleg)
+            .header("cosigned", "true")
+            .header("x-capgate-cosigned", "true")
+            .body(r#"{"cosigned":true,"context":{"cosigned":true}}"#),
+    );
+    assert_refused(&r, 403, "policy_denied");
+    assert!(g.upstream.requests().is_empty());
+}
+
+#[test]
+fn path_confusion_never_reaches_another_host_or_path() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&format!("{up}/repos/acme/app"), "http/*");
+    let tok = || g.invocation(&format!("{up}/repos/acme/app"), "http/GET", &deleg);
+    // Encoded separators, climbing above the capability, empty segments.
+    for (path, code) in [
+        ("/svc/repos/acme/app/..%2F..%2Fother", "bad_path"),
+        ("/svc/repos/acme/app/%5c..%5cother", "bad_path"),
+        ("/svc/repos/acme/app/%00", "bad_path"),
+        ("/svc//evil.example/repos/acme/app", "bad_path"),
+        ("/svc/repos/acme/app/../../other", "capability_mismatch"),
+        ("/svc/repos/acme/app/%2e%2e/%2e%2e/other", "capability_mismatch"),
+        ("/svc/repos/acme/app2", "capability_mismatch"),
+        ("/svc/../../etc/passwd", "bad_path"),
+        ("/svc/repos/acme/app/./x/../", "ok"),
+    ] {
+        let r = raw_get(&g, path, &tok(), &deleg);
+        if code == "ok" {
+            assert_eq!(r.status, 200, "{path}: {}", r.text);
+            continue;
+        }
+        let status = if code == "bad_path" { 400 } else { 403 };
+        assert_refused(&r, status, code);
+    }
+    // A capability for another host is useless here: the host comes from the route.
+    let evil = g.delegation("https://evil.example", "http/*");
+    let r = call(&g, "GET", "/svc/repos/acme/app", Some(&g.invocation("https://evil.example", "http/GET", &evil)), Some(&evil));
+    assert_refused(&r, 403, "capability_mismatch");
+    // A Host header pointing elsewhere does not move the request.
+    let client = reqwest::blocking::Client::new();
+    let r = send(
+        client
+            .get(g.url("/svc/repos/acme/app/@evil.example/x"))
+            .header("host", "evil.example")
+            .header("authorization", format!("Bearer {}", tok()))
+            .header("ucans", &deleg),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Absolute-form request targets are refused (raw socket: clients normalise these).
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect");
+    write!(
+        s,
+        "GET http://evil.example/svc/repos/acme/app HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {}\r\nucans: {}\r\nConnection: close\r\n\r\n",
+        tok(),
+        deleg
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("\"bad_path\""), "{resp}");
+    // Only the legitimate requests arrived, normalised, on the configured upstream.
+    let seen = g.upstream.requests();
+    let uris: Vec<&str> = seen.iter().map(|s| s.uri.as_str()).collect();
+    assert_eq!(uris, ["/repos/acme/app/", "/repos/acme/app/@evil.example/x"]);
+    for s in &seen {
+        assert_eq!(s.header("host"), Some(g.upstream.addr.to_string().as_str()));
+    }
+}
+
+/// A GET sent over a raw socket, so no client library normalises the path.
+fn raw_get(g: &Gateway, path: &str, token: &str, ucans: &str) -> Reply {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nucans: {ucans}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    Reply { status, json, text: body }
+}
+
+#[test]
+fn unknown_route_and_missing_credential() {
+    let g = Gateway::start(GatewayOpts { credential: None, ..Default::default() });
+    assert_refused(&call(&g, "GET", "/nowhere", None, None), 404, "no_route");
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let r = call(&g, "GET", "/svc/x", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg));
+    assert_refused(&r, 502, "credential_unavailable");
+    assert!(g.upstream.requests().is_empty());
+}
+
+#[test]
+fn metrics_count_decisions_with_bounded_labels() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let inv = g.invocation(&up, "http/GET", &deleg);
+    assert_eq!(call(&g, "GET", "/svc/a", Some(&inv), Some(&deleg)).status, 200);
+    assert_refused(&call(&g, "GET", "/svc/a", Some(&inv), Some(&deleg)), 401, "replayed");
+    assert_refused(&call(&g, "GET", "/svc/a", None, None), 401, "token_missing");
+    assert_refused(&call(&g, "GET", "/svc/a", None, None), 401, "token_missing");
+    assert_refused(&call(&g, "GET", "/zzz", None, None), 404, "no_route");
+    let m = g.metrics();
+    let has = |line: &str| m.lines().any(|l| l == line);
+    assert!(has(r#"capgate_requests_total{decision="allow",method="GET",reason="ok",route="svc"} 1"#), "{m}");
+    assert!(has(r#"capgate_requests_total{decision="deny",method="GET",reason="replayed",route="svc"} 1"#), "{m}");
+    assert!(has(r#"capgate_requests_total{decision="deny",method="GET",reason="token_missing",route="svc"} 2"#), "{m}");
+    assert!(has(r#"capgate_requests_total{decision="deny",method="GET",reason="no_route",route="none"} 1"#), "{m}");
+    assert!(has(r#"capgate_ucan_cache_total{result="miss"} 1"#), "{m}");
+    assert!(has(r#"capgate_ucan_cache_total{result="hit"} 1"#), "{m}");
+    assert!(m.contains("capgate_request_duration_seconds_bucket"), "{m}");
+    assert!(!m.contains("did:key") && !m.contains("/svc/a"), "no DIDs or paths as labels");
+}
+
+#[test]
+fn secrets_never_appear_in_responses_or_logs() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let inv = g.invocation(&up, "http/GET", &deleg);
+    let mut bodies = String::new();
+    bodies += &call(&g, "GET", "/svc/a", Some(&inv), Some(&deleg)).text;
+    bodies += &call(&g, "GET", "/svc/a", Some(&inv), Some(&deleg)).text;
+    bodies += &call(&g, "GET", "/svc/a", Some("not-a-token-secret-value"), None).text;
+    bodies += &call(&g, "DELETE", "/svc/a", Some(&g.invocation(&up, "http/DELETE", &deleg)), Some(&deleg)).text;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = g.log();
+    for secret in [inv.as_str(), deleg.as_str(), "upstream-secret-0123456789", "not-a-token-secret-value"] {
+        assert!(!bodies.contains(secret), "response echoed a secret");
+        assert!(!log.contains(secret), "log contains a secret");
+    }
+    assert!(log.contains("\"decision\":\"allow\"") && log.contains("\"reason\":\"replayed\""), "log lines exist");
+}
