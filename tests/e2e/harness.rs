@@ -120,6 +120,12 @@ pub struct GatewayOpts {
     pub vault_key: String,
     /// Credential stored for (tenant "acme", name "svc").
     pub credential: Option<String>,
+    /// Use this identity key instead of a fresh one.
+    pub gateway_key: Option<SigningKey>,
+    /// More root DIDs for tenant "acme".
+    pub extra_roots: Vec<String>,
+    /// Use this upstream instead of a fresh one.
+    pub upstream: Option<Upstream>,
 }
 
 impl Default for GatewayOpts {
@@ -129,6 +135,9 @@ impl Default for GatewayOpts {
             extra_policy: None,
             vault_key: "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=".into(),
             credential: Some("upstream-secret-0123456789".into()),
+            gateway_key: None,
+            extra_roots: Vec::new(),
+            upstream: None,
         }
     }
 }
@@ -157,10 +166,10 @@ impl Drop for Gateway {
 
 impl Gateway {
     /// Prepare config, keys, policies and vault, without starting.
-    pub fn prepare(opts: &GatewayOpts) -> Gateway {
+    pub fn prepare(mut opts: GatewayOpts) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
-        let upstream = Upstream::start();
-        let (gateway_key, root_key, agent_key) = (new_key(), new_key(), new_key());
+        let upstream = opts.upstream.take().unwrap_or_else(Upstream::start);
+        let (gateway_key, root_key, agent_key) = (opts.gateway_key.clone().unwrap_or_else(new_key), new_key(), new_key());
         write_key(&dir.path().join("gateway.pem"), &gateway_key);
         let pdir = dir.path().join("policies");
         std::fs::create_dir_all(&pdir).expect("mkdir");
@@ -188,7 +197,7 @@ replay_protection = {replay}
 
 [[tenants]]
 id = "acme"
-roots = ["{root}"]
+roots = ["{root}"{extra}]
 
 [[tenants]]
 id = "other"
@@ -217,6 +226,7 @@ dir = "policies"
 "#,
             replay = opts.replay_protection,
             root = did(&root_key),
+            extra = opts.extra_roots.iter().map(|r| format!(", \"{r}\"")).collect::<String>(),
             other = did(&new_key()),
             up = upstream.url(),
         );
@@ -260,7 +270,7 @@ dir = "policies"
     }
 
     pub fn start(opts: GatewayOpts) -> Gateway {
-        let mut g = Gateway::prepare(&opts);
+        let mut g = Gateway::prepare(opts);
         let log = std::fs::File::create(g.dir.path().join("gateway.log")).expect("log file");
         let child = Command::new(BIN)
             .args(["serve", "--config"])

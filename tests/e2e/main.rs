@@ -3,6 +3,7 @@
 //! the real pipeline.
 
 mod harness;
+mod interop;
 mod pipeline;
 mod reasons;
 mod startup;

@@ -16,7 +16,7 @@ fn serve_fails(g: &Gateway, key: &str) -> String {
 
 #[test]
 fn a_wrong_vault_key_is_refused_at_start() {
-    let g = Gateway::prepare(&GatewayOpts::default());
+    let g = Gateway::prepare(GatewayOpts::default());
     let err = serve_fails(&g, "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=");
     assert!(err.contains("wrong vault key"), "{err}");
     let err = serve_fails(&g, "short");
@@ -26,7 +26,7 @@ fn a_wrong_vault_key_is_refused_at_start() {
 
 #[test]
 fn a_bad_config_names_the_key() {
-    let g = Gateway::prepare(&GatewayOpts::default());
+    let g = Gateway::prepare(GatewayOpts::default());
     let text = std::fs::read_to_string(&g.config_path).expect("read");
     std::fs::write(&g.config_path, text.replace("prefix = \"/svc/\"", "prefix = \"svc\"")).expect("write");
     let err = serve_fails(&g, &g.vault_key);
@@ -38,7 +38,7 @@ fn a_bad_config_names_the_key() {
 
 #[test]
 fn vault_cli_lists_names_never_values() {
-    let g = Gateway::prepare(&GatewayOpts::default());
+    let g = Gateway::prepare(GatewayOpts::default());
     let out = g.cli(&["vault", "list"], None);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
