@@ -240,4 +240,23 @@ mod tests {
         assert!(path_covers("/", "/anything"));
         assert!(path_covers("", "/anything"));
     }
+
+    proptest::proptest! {
+        /// Normalisation is idempotent, and its output has no dot segments,
+        /// empty segments or encoded separators, whatever the input.
+        #[test]
+        fn normalised_paths_are_fixed_points(segs in proptest::collection::vec("(\\.|\\.\\.|%2[eEfF]|%5[cC]|%41|[a-z]{1,3}|)", 0..8)) {
+            let raw = format!("/{}", segs.join("/"));
+            if let Ok(p) = normalize_path(&raw) {
+                proptest::prop_assert_eq!(normalize_path(&p), Ok(p.clone()));
+                proptest::prop_assert!(p.starts_with('/'));
+                for seg in p.split('/').skip(1) {
+                    proptest::prop_assert!(seg != "." && seg != "..");
+                }
+                proptest::prop_assert!(!p.contains("//"));
+                let lower = p.to_ascii_lowercase();
+                proptest::prop_assert!(!lower.contains("%2f") && !lower.contains("%5c") && !lower.contains("%2e"));
+            }
+        }
+    }
 }

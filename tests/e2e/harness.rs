@@ -217,6 +217,12 @@ prefix = "/ro/"
 upstream = "{up}/readonly"
 credential = "svc"
 
+[[routes]]
+name = "dead"
+prefix = "/dead/"
+upstream = "http://127.0.0.1:{dead}"
+credential = "svc"
+
 [vault]
 path = "vault.json"
 key_env = "CAPGATE_VAULT_KEY"
@@ -229,6 +235,7 @@ dir = "policies"
             extra = opts.extra_roots.iter().map(|r| format!(", \"{r}\"")).collect::<String>(),
             other = did(&new_key()),
             up = upstream.url(),
+            dead = free_port(),
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).expect("write config");

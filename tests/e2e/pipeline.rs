@@ -201,6 +201,18 @@ fn unknown_route_and_missing_credential() {
 }
 
 #[test]
+fn an_unreachable_upstream_is_a_json_502() {
+    let g = Gateway::start(GatewayOpts::default());
+    let text = std::fs::read_to_string(&g.config_path).expect("config");
+    let dead = text.split("upstream = \"").nth(3).and_then(|s| s.split('"').next()).expect("dead upstream").to_owned();
+    let deleg = g.delegation(&dead, "http/*");
+    let r = call(&g, "GET", "/dead/x", Some(&g.invocation(&dead, "http/GET", &deleg)), Some(&deleg));
+    assert_refused(&r, 502, "upstream_unavailable");
+    let m = g.metrics();
+    assert!(m.contains(r#"capgate_requests_total{decision="error",method="GET",reason="upstream_unavailable",route="dead"} 1"#), "{m}");
+}
+
+#[test]
 fn metrics_count_decisions_with_bounded_labels() {
     let g = Gateway::start(GatewayOpts::default());
     let up = g.upstream.url();

@@ -149,3 +149,103 @@ impl Verifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ucan::did::did_key;
+    use crate::ucan::mint::{mint, MintSpec};
+    use ed25519_dalek::SigningKey;
+
+    const NOW: u64 = 1_800_000_000;
+
+    struct World {
+        gateway: SigningKey,
+        root: SigningKey,
+        agent: SigningKey,
+        verifier: Verifier,
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::generate(&mut rand::rngs::OsRng)
+    }
+
+    fn did(k: &SigningKey) -> String {
+        did_key(&k.verifying_key())
+    }
+
+    fn world() -> World {
+        let (gateway, root, agent) = (key(), key(), key());
+        let verifier = Verifier::new(VerifierConfig {
+            gateway_did: did(&gateway),
+            roots: HashMap::from([(did(&root), Arc::from("acme"))]),
+            max_lifetime_secs: 60,
+            clock_skew_secs: 5,
+            replay_protection: true,
+            cache_capacity: 100,
+        });
+        World { gateway, root, agent, verifier }
+    }
+
+    fn token(k: &SigningKey, aud: String, with: &str, can: &str, exp: u64, proofs: Vec<String>) -> String {
+        mint(
+            k,
+            &MintSpec {
+                audience: aud,
+                capabilities: vec![(with.into(), can.into())],
+                expires: exp,
+                nonce: Some(format!("n{}", rand::random::<u64>())),
+                proofs,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn valid_chain_then_cache_hit_that_still_checks_time() {
+        let w = world();
+        let d = token(&w.root, did(&w.agent), "https://api.example.com", "http/*", NOW + 3600, vec![]);
+        let i = token(&w.agent, did(&w.gateway), "https://api.example.com/x", "http/GET", NOW + 30, vec![d.clone()]);
+        let v = w.verifier.verify(&i, Some(&d), NOW).expect("valid");
+        assert!(!v.cache_hit);
+        assert_eq!(&*v.chain.tenant, "acme");
+        assert_eq!(v.chain.length, 2);
+        assert_eq!(v.chain.links.len(), 2);
+        let v = w.verifier.verify(&i, None, NOW + 1).expect("cached");
+        assert!(v.cache_hit);
+        let e = w.verifier.verify(&i, Some(&d), NOW + 100).err().expect("expired even when cached");
+        assert_eq!(e.reason, Reason::Expired);
+        w.verifier.consume_nonce(&v.chain, NOW).expect("first use");
+        assert_eq!(w.verifier.consume_nonce(&v.chain, NOW).err().map(|e| e.reason), Some(Reason::Replayed));
+    }
+
+    #[test]
+    fn refusals() {
+        let w = world();
+        let d = token(&w.root, did(&w.agent), "https://api.example.com/a", "http/GET", NOW + 3600, vec![]);
+        let reason = |t: &str, u: Option<&str>| w.verifier.verify(t, u, NOW).err().map(|e| e.reason);
+        let i = token(&w.agent, did(&w.agent), "https://api.example.com/a", "http/GET", NOW + 30, vec![d.clone()]);
+        assert_eq!(reason(&i, Some(&d)), Some(Reason::WrongAudience));
+        let i = token(&w.agent, did(&w.gateway), "https://api.example.com", "http/GET", NOW + 30, vec![d.clone()]);
+        assert_eq!(reason(&i, Some(&d)), Some(Reason::Escalation));
+        let i = token(&w.agent, did(&w.gateway), "https://api.example.com/a", "http/GET", NOW + 30, vec![d.clone()]);
+        assert_eq!(reason(&i, None), Some(Reason::BrokenChain));
+        let i = token(&w.agent, did(&w.gateway), "https://api.example.com/a", "http/GET", NOW + 600, vec![d.clone()]);
+        assert_eq!(reason(&i, Some(&d)), Some(Reason::LifetimeTooLong));
+        let rogue = token(&key(), did(&w.agent), "https://api.example.com", "http/*", NOW + 3600, vec![]);
+        let i = token(&w.agent, did(&w.gateway), "https://api.example.com/a", "http/GET", NOW + 30, vec![rogue.clone()]);
+        assert_eq!(reason(&i, Some(&rogue)), Some(Reason::UntrustedRoot));
+        let i = token(&w.agent, did(&w.gateway), "https://api.example.com/a", "http/GET", NOW + 30, vec![]);
+        assert_eq!(reason(&i, None), Some(Reason::UntrustedRoot));
+        assert_eq!(reason("x.y.z", None), Some(Reason::TokenMalformed));
+    }
+
+    #[test]
+    fn root_issued_invocation_is_a_one_link_chain() {
+        let w = world();
+        let i = token(&w.root, did(&w.gateway), "https://api.example.com/a", "http/GET", NOW + 30, vec![]);
+        let v = w.verifier.verify(&i, None, NOW).expect("valid");
+        assert_eq!(v.chain.length, 1);
+        assert_eq!(v.chain.agent(), did(&w.root));
+    }
+}
