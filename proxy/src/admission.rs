@@ -30,6 +30,8 @@ pub struct RequestView<'a> {
     pub authorization: &'a [&'a [u8]],
     /// The `ucans` header values joined with commas (None when absent).
     pub ucans: Option<&'a str>,
+    /// False when a `ucans` value was not visible ASCII.
+    pub ucans_valid: bool,
     /// True when the request target was absolute-form or authority-form.
     pub absolute_form: bool,
     pub now: u64,
@@ -83,7 +85,13 @@ fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, Refusal> {
 
 /// Run admission.
 pub fn admit(state: &GatewayState, req: &RequestView<'_>) -> Decision {
-    let mut d = Decision { route: None, chain: None, policy_ids: Vec::new(), cache_hit: None, result: Err(Refusal::new(500, "internal", "")) };
+    let mut d = Decision {
+        route: None,
+        chain: None,
+        policy_ids: Vec::new(),
+        cache_hit: None,
+        result: Err(Refusal::new(500, "internal", "admission did not run")),
+    };
     d.result = admit_inner(state, req, &mut d);
     d
 }
@@ -104,6 +112,9 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
     d.route = Some(route.clone());
 
     let token = bearer(req.authorization)?;
+    if !req.ucans_valid {
+        return Err(token_refusal(Reason::TokenMalformed, "the ucans header is not ASCII"));
+    }
     let verified = state.verifier.verify(token, req.ucans, req.now).map_err(|e| token_refusal(e.reason, e.detail))?;
     d.cache_hit = Some(verified.cache_hit);
     let chain = verified.chain;

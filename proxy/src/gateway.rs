@@ -87,19 +87,17 @@ impl ProxyHttp for Gateway {
         let decision = {
             let req = session.req_header();
             let auth: Vec<&[u8]> = req.headers.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes()).collect();
+            // Several `ucans` fields are one comma-separated list (RFC 9110 §5.3).
             let mut ucans_values = req.headers.get_all("ucans").iter();
             let joined;
+            let mut ucans_valid = true;
             let ucans: Option<&str> = match (ucans_values.next(), ucans_values.next()) {
                 (None, _) => None,
-                (Some(one), None) => Some(one.to_str().unwrap_or("\u{0}")),
+                (Some(one), None) => one.to_str().map_err(|_| ucans_valid = false).ok(),
                 (Some(_), Some(_)) => {
-                    joined = req
-                        .headers
-                        .get_all("ucans")
-                        .iter()
-                        .map(|v| v.to_str().unwrap_or("\u{0}"))
-                        .collect::<Vec<_>>()
-                        .join(",");
+                    let parts: Result<Vec<&str>, _> = req.headers.get_all("ucans").iter().map(|v| v.to_str()).collect();
+                    ucans_valid = parts.is_ok();
+                    joined = parts.map(|p| p.join(",")).unwrap_or_default();
                     Some(joined.as_str())
                 }
             };
@@ -111,6 +109,7 @@ impl ProxyHttp for Gateway {
                 host,
                 authorization: &auth,
                 ucans,
+                ucans_valid,
                 absolute_form: !session.is_http2() && (req.uri.authority().is_some() || req.raw_path().first() != Some(&b'/')),
                 now: unix_now(),
             };
@@ -205,7 +204,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let (decision, reason) = match ctx.refused {
-            Some((_, "upstream_unavailable" | "internal" | "client_closed" | "bad_request")) => ("error", ctx.refused.map(|r| r.1).unwrap_or("")),
+            Some((_, code @ ("upstream_unavailable" | "internal" | "client_closed" | "bad_request"))) => ("error", code),
             Some((_, code)) => ("deny", code),
             None => ("allow", "ok"),
         };

@@ -320,6 +320,19 @@ dir = "policies"
             .expect("text")
     }
 
+    /// Metrics once `line` appears (logging runs just after the response is
+    /// sent, so a counter may lag the reply by a moment). Gives up after 5 s.
+    pub fn metrics_with(&self, line: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let m = self.metrics();
+            if m.lines().any(|l| l == line) || Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn gateway_did(&self) -> String {
         did(&self.gateway_key)
     }

@@ -62,7 +62,8 @@ pub struct EntryInfo {
 pub struct Vault {
     path: PathBuf,
     key: VaultKey,
-    open: HashMap<(String, String), Arc<Secret>>,
+    /// tenant → name → secret; nested so lookups borrow and never allocate.
+    open: HashMap<String, HashMap<String, Arc<Secret>>>,
 }
 
 /// Header values may not carry controls; checked on write and on open.
@@ -78,7 +79,7 @@ impl Vault {
 
     pub fn open_with_key(path: &Path, key: VaultKey) -> Result<Self, VaultError> {
         let file = store::read(path)?;
-        let mut open = HashMap::with_capacity(file.entries.len());
+        let mut open: HashMap<String, HashMap<String, Arc<Secret>>> = HashMap::new();
         for e in file.entries {
             if e.key_id != key.id() {
                 return Err(VaultError::WrongKey {
@@ -98,21 +99,19 @@ impl Vault {
                 tenant: e.tenant.clone(),
                 name: e.name.clone(),
             })?;
-            open.insert((e.tenant, e.name), Arc::new(Secret(Zeroizing::new(s))));
+            open.entry(e.tenant).or_default().insert(e.name, Arc::new(Secret(Zeroizing::new(s))));
         }
         Ok(Vault { path: path.to_owned(), key, open })
     }
 
     /// The credential for (tenant, name), if any.
     pub fn get(&self, tenant: &str, name: &str) -> Option<Arc<Secret>> {
-        // The map is small and keyed by owned strings; a borrowed lookup
-        // avoids allocating on the hot path.
-        self.open.iter().find(|((t, n), _)| t == tenant && n == name).map(|(_, s)| s.clone())
+        self.open.get(tenant)?.get(name).cloned()
     }
 
     /// Every opened secret (for redaction of echoes).
     pub fn secrets(&self) -> impl Iterator<Item = (&str, &str, &Arc<Secret>)> {
-        self.open.iter().map(|((t, n), s)| (t.as_str(), n.as_str(), s))
+        self.open.iter().flat_map(|(t, names)| names.iter().map(move |(n, s)| (t.as_str(), n.as_str(), s)))
     }
 
     /// Seal and store `value` as the next version of (tenant, name).
@@ -143,7 +142,7 @@ impl Vault {
             });
             version
         })?;
-        self.open.insert((tenant.into(), name.into()), Arc::new(Secret(Zeroizing::new(value.to_owned()))));
+        self.open.entry(tenant.into()).or_default().insert(name.into(), Arc::new(Secret(Zeroizing::new(value.to_owned()))));
         Ok(version)
     }
 
@@ -154,7 +153,9 @@ impl Vault {
             file.entries.retain(|e| !(e.tenant == tenant && e.name == name));
             before != file.entries.len()
         })?;
-        self.open.remove(&(tenant.to_owned(), name.to_owned()));
+        if let Some(names) = self.open.get_mut(tenant) {
+            names.remove(name);
+        }
         if removed {
             Ok(())
         } else {
