@@ -14,4 +14,5 @@
 
 pub mod authz;
 pub mod normalize;
+pub mod sanitize;
 pub mod ucan;
