@@ -29,6 +29,10 @@ pub enum PathError {
     BadPercent,
     /// `..` above the root.
     AboveRoot,
+    /// A dot segment with parameters (`..;x`) or a double-encoded
+    /// separator or dot (`%252e`, `%252f`, `%255c`), which some upstreams
+    /// resolve after capgate has matched the path.
+    Ambiguous,
 }
 
 impl PathError {
@@ -41,6 +45,7 @@ impl PathError {
             PathError::BadByte => "the path contains a byte that is not allowed",
             PathError::BadPercent => "the path contains a malformed percent-encoding",
             PathError::AboveRoot => "the path climbs above the root",
+            PathError::Ambiguous => "the path contains a parameterised dot segment or a double encoding",
         }
     }
 }
@@ -64,6 +69,9 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     let bytes = raw.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotOriginForm);
+    }
+    if is_ambiguous(bytes) {
+        return Err(PathError::Ambiguous);
     }
     // Fast path: already normal (the common case) — no '%', no dot segments, no '//'.
     if is_plain(bytes)? {
@@ -101,6 +109,28 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// `..;`/`.;` segments and `%25` followed by an encoded dot or separator.
+fn is_ambiguous(bytes: &[u8]) -> bool {
+    for seg in bytes.split(|b| *b == b'/') {
+        let head = seg.split(|b| *b == b';').next().unwrap_or(seg);
+        if seg.contains(&b';') && (head.is_empty() || decode_dots(head)) {
+            return true;
+        }
+    }
+    bytes.windows(5).any(|w| {
+        w[0] == b'%' && w[1] == b'2' && w[2] == b'5' && matches!(
+            (w[3], w[4].to_ascii_lowercase()),
+            (b'2', b'e') | (b'2', b'f') | (b'5', b'c')
+        )
+    })
+}
+
+/// True when a segment is `.` or `..`, possibly percent-encoded.
+fn decode_dots(seg: &[u8]) -> bool {
+    let s = String::from_utf8_lossy(seg).to_ascii_lowercase().replace("%2e", ".");
+    s == "." || s == ".."
 }
 
 /// Validate bytes; `Ok(true)` when the path needs no rewriting at all.
@@ -228,6 +258,20 @@ mod tests {
         assert_eq!(normalize_path("/a b"), Err(PathError::BadByte));
         assert_eq!(normalize_path("/a\u{e9}"), Err(PathError::BadByte));
         assert_eq!(normalize_path("/a\0"), Err(PathError::BadByte));
+    }
+
+    #[test]
+    fn ambiguous_forms_are_refused() {
+        assert_eq!(normalize_path("/a/..;/b"), Err(PathError::Ambiguous));
+        assert_eq!(normalize_path("/a/..;x=1/b"), Err(PathError::Ambiguous));
+        assert_eq!(normalize_path("/a/.;/b"), Err(PathError::Ambiguous));
+        assert_eq!(normalize_path("/a/%2e%2e;/b"), Err(PathError::Ambiguous));
+        assert_eq!(normalize_path("/a/;/b"), Err(PathError::Ambiguous));
+        assert_eq!(normalize_path("/a/%252e%252e/b"), Err(PathError::Ambiguous));
+        assert_eq!(normalize_path("/a/%252F"), Err(PathError::Ambiguous));
+        assert_eq!(normalize_path("/a/%255c"), Err(PathError::Ambiguous));
+        assert_eq!(normalize_path("/a;v=1/b").as_deref(), Ok("/a;v=1/b"), "matrix params on names are fine");
+        assert_eq!(normalize_path("/100%25").as_deref(), Ok("/100%25"));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! (with everything the later phases need) or returns the refusal.
 //!
 //! Order (DESIGN.md, "The request pipeline"):
+//! 0. only upper-case GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE → else `405 method_not_allowed`
+//!    (TRACE would reflect the injected credential; CONNECT tunnels);
 //! 1. normalise the path → `400 bad_path`; match a route → `404 no_route`;
 //! 2. take the bearer token → `401 token_missing` / `token_malformed`;
 //! 3. verify the UCAN chain → `401 <reason>`;
@@ -97,6 +99,9 @@ pub fn admit(state: &GatewayState, req: &RequestView<'_>) -> Decision {
 }
 
 fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) -> Result<Admitted, Refusal> {
+    if !matches!(req.method, "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" | "PATCH" | "DELETE") {
+        return Err(Refusal::new(405, "method_not_allowed", "only GET, HEAD, OPTIONS, POST, PUT, PATCH and DELETE are proxied"));
+    }
     if req.absolute_form {
         return Err(Refusal::new(400, "bad_path", "the request target must be an origin-form path"));
     }

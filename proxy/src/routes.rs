@@ -31,6 +31,9 @@ pub struct Route {
 impl Route {
     /// Compile a validated route section.
     pub fn compile(r: &RouteSection) -> Result<Route, String> {
+        if !r.prefix.starts_with('/') || !r.prefix.ends_with('/') {
+            return Err(format!("route {}: prefix must start and end with '/'", r.name));
+        }
         let upstream = HttpUrl::parse(&r.upstream).map_err(|e| format!("route {}: upstream: {e}", r.name))?;
         let authority = if upstream.port == upstream.scheme.default_port() {
             upstream.host.clone()

@@ -3,7 +3,10 @@
 //! Removed: hop-by-hop headers (RFC 9110 §7.6.1, plus any named in
 //! `Connection`), everything that carries the agent's credentials
 //! (`Authorization`, `Proxy-*`, `Cookie`, `ucans`, capgate's own `capgate-*`
-//! headers) and the route's `strip_headers`. Then set: the route's credential
+//! headers), headers that frameworks read as another method, URL or host
+//! (`X-HTTP-Method-Override`, `X-Original-URL`, `X-Forwarded-Host`,
+//! `Forwarded`, …) and the route's `strip_headers`. A `Connection` listing
+//! never removes framing headers (`Content-Length`, `Transfer-Encoding`). Then set: the route's credential
 //! header from the vault, `Host`, the normalised path and query, and the
 //! request id.
 
@@ -26,12 +29,39 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 const CREDENTIAL_BEARING: [HeaderName; 4] =
     [header::AUTHORIZATION, header::COOKIE, HeaderName::from_static("ucans"), HeaderName::from_static("proxy-connection")];
 
+/// Headers some upstream frameworks read as a different method, URL or host
+/// than the one capgate authorised. They never reach the upstream.
+const OVERRIDES: [HeaderName; 9] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-proto"),
+    header::FORWARDED,
+];
+
+/// Headers that a `Connection` listing may not remove: dropping them would
+/// change how the body is framed or what it means.
+fn protected(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content-length" | "transfer-encoding" | "content-type" | "content-encoding" | "host"
+    )
+}
+
 pub fn rewrite(req: &mut RequestHeader, route: &Route, credential: &Secret, target: &str, request_id: &str) -> Result<()> {
     // Names listed in Connection are hop-by-hop too.
     let mut doomed: Vec<HeaderName> = Vec::new();
     for v in req.headers.get_all(header::CONNECTION) {
         if let Ok(s) = v.to_str() {
-            doomed.extend(s.split(',').filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()));
+            doomed.extend(
+                s.split(',')
+                    .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+                    .filter(|n| !protected(n)),
+            );
         }
     }
     for name in req.headers.keys() {
@@ -42,6 +72,7 @@ pub fn rewrite(req: &mut RequestHeader, route: &Route, credential: &Secret, targ
     }
     doomed.extend(HOP_BY_HOP.iter().cloned());
     doomed.extend(CREDENTIAL_BEARING.iter().cloned());
+    doomed.extend(OVERRIDES.iter().cloned());
     doomed.extend(route.strip_headers.iter().cloned());
     doomed.push(route.inject_header.clone());
     doomed.push(header::HOST);

@@ -187,7 +187,8 @@ impl Ability {
     pub fn allows_method(&self, method: &str) -> bool {
         match self {
             Ability::Top | Ability::AnyHttp => true,
-            Ability::Http(m) => m.eq_ignore_ascii_case(method),
+            // Methods are case-sensitive (RFC 9110 §9.1); abilities are stored upper-case.
+            Ability::Http(m) => m == method,
             Ability::Other(_) => false,
         }
     }

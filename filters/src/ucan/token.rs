@@ -198,6 +198,9 @@ pub fn parse_jwt_with_cid(jwt: &str, cid: Cid) -> Result<Token, TokenError> {
     if header.typ.as_deref().is_some_and(|t| t != "JWT") {
         return Err(malformed("the header typ must be JWT"));
     }
+    if header.ucv.is_none() && header.typ.is_none() {
+        return Err(malformed("a UCAN 0.10 header must carry typ JWT"));
+    }
     let payload_bytes = b64::decode(p.as_bytes()).ok_or_else(|| malformed("the payload is not canonical base64url"))?;
     let sig_bytes = b64::decode(s.as_bytes()).ok_or_else(|| {
         TokenError::new(Reason::BadSignature, "the signature is not canonical base64url")
@@ -225,7 +228,7 @@ pub fn parse_jwt_with_cid(jwt: &str, cid: Cid) -> Result<Token, TokenError> {
             }
             (UcanVersion::V0_10, pl.iss, pl.aud, pl.exp, pl.nbf, pl.nnc, pl.fct, caps, pl.prf)
         }
-        Some(v) if v.starts_with("0.8.") || v.starts_with("0.9.") => {
+        Some(v) if v.starts_with("0.8.") => {
             let pl: PayloadV08 = serde_json::from_slice(&payload_bytes)
                 .map_err(|_| malformed("the payload is not a valid UCAN 0.8 payload"))?;
             let mut caps = Vec::with_capacity(pl.att.len());
@@ -265,6 +268,9 @@ pub fn parse_jwt_with_cid(jwt: &str, cid: Cid) -> Result<Token, TokenError> {
 
     let mut proofs = Vec::with_capacity(prf.len());
     for p in prf {
+        if p.contains('.') && version == UcanVersion::V0_10 {
+            return Err(malformed("UCAN 0.10 proofs must be CIDs"));
+        }
         if p.contains('.') {
             proofs.push(ProofRef::Inline(p));
         } else {

@@ -5,7 +5,8 @@
 //!   many invocations rest on it;
 //! - verified chains, so a repeated invocation skips the walk entirely.
 //!
-//! Only successes are cached. A hit still runs the time checks on every
+//! Only tokens of chains that verified are cached (so nobody can fill the
+//! cache with self-signed junk), for at most [`MAX_CACHE_TTL`]. A hit still runs the time checks on every
 //! request; replay is checked by [`Verifier::consume_nonce`] and revocation by
 //! the caller, on every request, cached or not.
 
@@ -18,6 +19,9 @@ use moka::sync::Cache;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The longest a verified token or chain stays cached before it is verified again.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
 
 /// Verifier settings.
 #[derive(Debug, Clone)]
@@ -66,7 +70,6 @@ pub struct Verifier {
 
 struct CachedSource<'a> {
     v: &'a Verifier,
-    now: u64,
 }
 
 impl TokenSource for CachedSource<'_> {
@@ -74,9 +77,7 @@ impl TokenSource for CachedSource<'_> {
         if let Some(t) = self.v.tokens.get(&cid) {
             return Ok(t.0);
         }
-        let t = Arc::new(parse_jwt_with_cid(jwt, cid)?);
-        self.v.tokens.insert(cid, Ttl(t.clone(), self.v.ttl(&t, self.now)));
-        Ok(t)
+        Ok(Arc::new(parse_jwt_with_cid(jwt, cid)?))
     }
 }
 
@@ -95,7 +96,13 @@ impl Verifier {
         &self.cfg
     }
 
+    /// How long a cache entry for `t` may live: until it expires, at most [`MAX_CACHE_TTL`].
     fn ttl(&self, t: &Token, now: u64) -> Duration {
+        Duration::from_secs(t.expires.saturating_sub(now).saturating_add(self.cfg.clock_skew_secs)).min(MAX_CACHE_TTL)
+    }
+
+    /// How long a nonce must stay recorded: the whole window, uncapped.
+    fn nonce_ttl(&self, t: &Token, now: u64) -> Duration {
         Duration::from_secs(t.expires.saturating_sub(now).saturating_add(self.cfg.clock_skew_secs))
     }
 
@@ -111,7 +118,7 @@ impl Verifier {
             self.check_invocation_time(&hit.0.invocation, now)?;
             return Ok(Verified { chain: hit.0, cache_hit: true });
         }
-        let source = CachedSource { v: self, now };
+        let source = CachedSource { v: self };
         let invocation = source.token(token, cid)?;
         if invocation.audience != self.cfg.gateway_did {
             return Err(TokenError::new(Reason::WrongAudience, "the invocation is not addressed to this gateway"));
@@ -119,6 +126,9 @@ impl Verifier {
         self.check_invocation_time(&invocation, now)?;
         let pool = ProofPool::from_header(ucans)?;
         let chain = Arc::new(verify_chain(invocation, &pool, &self.cfg.roots, &source, self.clock(now))?);
+        for link in &chain.links[1..] {
+            self.tokens.insert(link.cid, Ttl(link.clone(), self.ttl(link, now)));
+        }
         let ttl = self.ttl(&chain.invocation, now);
         self.chains.insert(cid, Ttl(chain.clone(), ttl));
         Ok(Verified { chain, cache_hit: false })
@@ -142,7 +152,7 @@ impl Verifier {
             Some(n) if !n.is_empty() => n,
             _ => return Err(TokenError::new(Reason::NonceMissing, "replay protection requires a nonce (nnc)")),
         };
-        if self.replay.first_use(&inv.issuer, nonce, self.ttl(inv, now)) {
+        if self.replay.first_use(&inv.issuer, nonce, self.nonce_ttl(inv, now)) {
             Ok(())
         } else {
             Err(TokenError::new(Reason::Replayed, "this invocation's nonce was already used"))
