@@ -37,6 +37,8 @@ pub struct Config {
     #[serde(default)]
     pub policies: PoliciesSection,
     #[serde(default)]
+    pub sanitize: SanitizeSection,
+    #[serde(default)]
     pub dev: DevSection,
     /// Where the file was read from (not a TOML key).
     #[serde(skip)]
@@ -220,6 +222,24 @@ impl Default for PoliciesSection {
     fn default() -> Self {
         PoliciesSection { dir: default_policies_dir() }
     }
+}
+
+/// What happens to response bodies that are not text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BinaryPolicy {
+    /// Forward unchanged (the decision is counted and logged).
+    #[default]
+    Pass,
+    /// Refuse with `502 binary_blocked`.
+    Block,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SanitizeSection {
+    #[serde(default)]
+    pub binary: BinaryPolicy,
 }
 
 /// Development conveniences. Never enable these in production.

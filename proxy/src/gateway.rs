@@ -7,7 +7,8 @@
 //! | `request_filter` | [`crate::admission`]: route, token, chain, capability, replay, Cedar, credential. A refusal is written here as JSON and the request ends. |
 //! | `upstream_peer` | The route's upstream (never the request's host): TLS with SNI for `https`, resolved addresses cached for 30 s. |
 //! | `upstream_request_filter` | [`crate::upstream_headers`]: strip hop-by-hop and credential-bearing headers, inject the vaulted credential, set `Host`, the path and the request id. |
-//! | `response_filter` | Tag the response with the request id. |
+//! | `response_filter` | [`crate::response_sanitize::plan`]: scrub header values, decide how the body is handled (sanitize, pass, refuse), drop `Content-Encoding`/`Content-Length` when the body may change. |
+//! | `response_body_filter` | [`crate::response_sanitize::filter_chunk`]: decode and sanitize each chunk as it streams. |
 //! | `fail_to_proxy` | Errors after admission (upstream unreachable, bad request) become JSON refusals too. |
 //! | `logging` | Metrics and one structured log line for every request, whatever its outcome. |
 
@@ -39,6 +40,10 @@ pub struct RequestCtx {
     pub policy_ids: Vec<String>,
     /// Set when capgate refused or failed the request: (status, code).
     pub refused: Option<(u16, &'static str)>,
+    /// How the response body is handled.
+    pub body: crate::response_sanitize::BodyHandling,
+    /// Redactions in headers (body counts are read from the stream at the end).
+    pub header_counts: capgate_filters::sanitize::SanitizeCounts,
 }
 
 /// The gateway service.
@@ -79,6 +84,8 @@ impl ProxyHttp for Gateway {
             credential: None,
             policy_ids: Vec::new(),
             refused: None,
+            body: crate::response_sanitize::BodyHandling::None,
+            header_counts: Default::default(),
         }
     }
 
@@ -161,12 +168,43 @@ impl ProxyHttp for Gateway {
             (Some(r), Some(c)) => (r, c),
             _ => return Err(Error::explain(ErrorType::InternalError, "request reached the upstream phase unadmitted")),
         };
-        crate::upstream_headers::rewrite(upstream_request, route, credential, &ctx.upstream_target, &ctx.request_id)
+        crate::upstream_headers::rewrite(upstream_request, route, credential, &ctx.upstream_target, &ctx.request_id)?;
+        crate::response_sanitize::limit_accept_encoding(upstream_request)
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    /// Scrub headers and decide how the body is handled.
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let tenant = ctx.chain.as_ref().map(|c| c.tenant.clone());
+        let sanitizers = self.state.sanitizers.load();
+        let sanitizer = tenant
+            .and_then(|t| sanitizers.get(&*t).cloned())
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no sanitizer for the tenant"))?;
+        ctx.header_counts = crate::response_sanitize::scrub_headers(resp, &sanitizer)?;
+        let method = session.req_header().method.as_str().to_owned();
+        let (handling, refused) =
+            crate::response_sanitize::plan(resp, &method, &sanitizer, self.state.binary_policy, &ctx.request_id)?;
+        if let Some(code) = refused {
+            ctx.refused = Some((502, code));
+        }
+        ctx.body = handling;
         resp.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
         Ok(())
+    }
+
+    /// Decode and sanitize the body as it streams.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Err(e) = crate::response_sanitize::filter_chunk(&mut ctx.body, body, end_of_stream) {
+            ctx.refused = Some((502, "unsanitizable_body"));
+            *body = None;
+            return Err(e);
+        }
+        Ok(None)
     }
 
     /// Errors after admission become JSON refusals.
@@ -204,7 +242,9 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let (decision, reason) = match ctx.refused {
-            Some((_, code @ ("upstream_unavailable" | "internal" | "client_closed" | "bad_request"))) => ("error", code),
+            Some((_, code @ ("upstream_unavailable" | "internal" | "client_closed" | "bad_request" | "unsanitizable_body"))) => {
+                ("error", code)
+            }
             Some((_, code)) => ("deny", code),
             None => ("allow", "ok"),
         };
@@ -214,6 +254,28 @@ impl ProxyHttp for Gateway {
         m.requests.with_label_values(&[route, method, decision, reason]).inc();
         let elapsed = ctx.started.elapsed();
         m.duration.with_label_values(&[route, decision]).observe(elapsed.as_secs_f64());
+        let mut counts = std::mem::take(&mut ctx.header_counts);
+        if let crate::response_sanitize::BodyHandling::Sanitize { stream, .. } = &ctx.body {
+            crate::response_sanitize::merge(&mut counts, &stream.counts());
+        }
+        if let Some(h) = crate::response_sanitize::handling_label(&ctx.body, ctx.refused.map(|r| r.1)) {
+            m.bodies.with_label_values(&[h]).inc();
+        }
+        for (kind, n) in &counts.by_kind {
+            m.redactions.with_label_values(&[kind]).inc_by(*n);
+        }
+        if counts.vault_echoes > 0 {
+            m.redactions.with_label_values(&["vault_credential"]).inc_by(counts.vault_echoes);
+        }
+        m.redactions_verified.inc_by(counts.verified);
+        m.invisible_removed.inc_by(counts.invisible_removed);
+        let redactions: String = counts
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .chain((counts.vault_echoes > 0).then(|| format!("vault_credential={}", counts.vault_echoes)))
+            .collect::<Vec<_>>()
+            .join(",");
         tracing::info!(
             request_id = %ctx.request_id,
             route,
@@ -225,6 +287,9 @@ impl ProxyHttp for Gateway {
             agent = ctx.chain.as_ref().map(|c| c.agent()).unwrap_or("-"),
             token_cid = %ctx.chain.as_ref().map(|c| c.invocation.cid.to_string()).unwrap_or_default(),
             policies = %ctx.policy_ids.join(","),
+            redactions = %redactions,
+            invisible_removed = counts.invisible_removed,
+            body = crate::response_sanitize::handling_label(&ctx.body, ctx.refused.map(|r| r.1)).unwrap_or("-"),
             duration_us = elapsed.as_micros() as u64,
             "request"
         );

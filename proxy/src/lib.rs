@@ -12,6 +12,7 @@
 //! - [`gateway`]: the pingora phases, one concern each;
 //! - [`admission`]: the `request_filter` checks in order;
 //! - [`upstream_headers`]: what the upstream receives;
+//! - [`response_sanitize`]: what the agent receives (secrets and invisible Unicode removed);
 //! - [`routes`], [`resolve`]: where a request goes;
 //! - [`vault`]: sealed credentials;
 //! - [`policies`]: loading the Cedar files;
@@ -33,6 +34,7 @@ pub mod policies;
 pub mod refusal;
 pub mod request_id;
 pub mod resolve;
+pub mod response_sanitize;
 pub mod routes;
 pub mod server;
 pub mod state;

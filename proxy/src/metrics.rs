@@ -4,7 +4,7 @@
 //! folded to a fixed set, decisions and reasons are fixed codes. No DID, path
 //! or token ever becomes a label.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -16,6 +16,14 @@ pub struct Metrics {
     pub ucan_cache: IntCounterVec,
     /// `capgate_policies_loaded`: policies in the active authz set.
     pub policies_loaded: IntGauge,
+    /// `capgate_redactions_total{kind}`: secrets redacted from responses, by format id.
+    pub redactions: IntCounterVec,
+    /// `capgate_redactions_verified_total`: redactions whose checksum verified.
+    pub redactions_verified: IntCounter,
+    /// `capgate_invisible_removed_total`: invisible characters removed.
+    pub invisible_removed: IntCounter,
+    /// `capgate_response_bodies_total{handling}`: sanitized, binary_pass, binary_blocked, unsanitizable.
+    pub bodies: IntCounterVec,
 }
 
 /// Fold a method into a bounded label value.
@@ -55,7 +63,33 @@ impl Metrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(ucan_cache.clone()))?;
         registry.register(Box::new(policies_loaded.clone()))?;
-        Ok(Metrics { registry, requests, duration, ucan_cache, policies_loaded })
+        let redactions = IntCounterVec::new(
+            Opts::new("capgate_redactions_total", "Secrets redacted from responses, by format id (vault_credential for vault echoes)."),
+            &["kind"],
+        )?;
+        let redactions_verified =
+            IntCounter::new("capgate_redactions_verified_total", "Redacted secrets whose checksum verified (GitHub, npm).")?;
+        let invisible_removed =
+            IntCounter::new("capgate_invisible_removed_total", "Invisible Unicode characters removed from responses.")?;
+        let bodies = IntCounterVec::new(
+            Opts::new("capgate_response_bodies_total", "Response bodies by handling: sanitized, binary_pass, binary_blocked, unsanitizable."),
+            &["handling"],
+        )?;
+        registry.register(Box::new(redactions.clone()))?;
+        registry.register(Box::new(redactions_verified.clone()))?;
+        registry.register(Box::new(invisible_removed.clone()))?;
+        registry.register(Box::new(bodies.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            ucan_cache,
+            policies_loaded,
+            redactions,
+            redactions_verified,
+            invisible_removed,
+            bodies,
+        })
     }
 
     /// The text exposition.

@@ -8,6 +8,7 @@ use crate::routes::{Route, RouteTable};
 use crate::vault::Vault;
 use arc_swap::ArcSwap;
 use capgate_filters::authz::PolicyEngine;
+use capgate_filters::sanitize::Sanitizer;
 use capgate_filters::ucan::{Verifier, VerifierConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,10 @@ pub struct GatewayState {
     pub metrics: Metrics,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Response sanitizers by tenant: the catalogue plus that tenant's vault
+    /// credentials (and their encodings) as literals.
+    pub sanitizers: ArcSwap<HashMap<String, Arc<Sanitizer>>>,
+    pub binary_policy: crate::config::BinaryPolicy,
     /// Resolved upstream addresses by `host:port`, refreshed every 30 s.
     pub dns: moka::sync::Cache<String, std::net::SocketAddr>,
 }
@@ -45,6 +50,19 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("dev bootstrap: {0}")]
     Dev(String),
+    #[error("sanitizer: {0}")]
+    Sanitizer(String),
+}
+
+/// One sanitizer per tenant, with that tenant's credentials as literals.
+pub fn build_sanitizers(cfg: &Config, vault: &Vault) -> Result<HashMap<String, Arc<Sanitizer>>, StartError> {
+    let mut out = HashMap::new();
+    for t in &cfg.tenants {
+        let literals: Vec<&str> = vault.secrets().filter(|(tenant, _, _)| *tenant == t.id).map(|(_, _, s)| s.expose()).collect();
+        let s = Sanitizer::new(literals).map_err(StartError::Sanitizer)?;
+        out.insert(t.id.clone(), Arc::new(s));
+    }
+    Ok(out)
 }
 
 impl GatewayState {
@@ -78,6 +96,7 @@ impl GatewayState {
         let policies = crate::policies::load_authz(&cfg.policies.dir)?;
         let vault = Vault::open(&cfg.vault.path, &cfg.vault.key_env)?;
         let routes = cfg.routes.iter().map(Route::compile).collect::<Result<Vec<_>, _>>().map_err(StartError::Routes)?;
+        let sanitizers = build_sanitizers(cfg, &vault)?;
         let metrics = Metrics::new()?;
         metrics.policies_loaded.set(policies.len() as i64);
         Ok(GatewayState {
@@ -86,6 +105,8 @@ impl GatewayState {
             verifier,
             policies: ArcSwap::from_pointee(policies),
             vault: ArcSwap::from_pointee(vault),
+            sanitizers: ArcSwap::from_pointee(sanitizers),
+            binary_policy: cfg.sanitize.binary,
             metrics,
             connect_timeout: Duration::from_secs(cfg.server.upstream_connect_timeout_secs),
             read_timeout: Duration::from_secs(cfg.server.upstream_read_timeout_secs),

@@ -41,31 +41,162 @@ impl Seen {
     }
 }
 
-/// A loopback HTTP/1.1 upstream that answers `{"ok":true}` and records requests.
+/// A loopback HTTP/1.1 upstream that records requests and answers by path:
+/// see [`respond`] for the canned responses the sanitizer tests use.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Set by a test to let `/sse` send its second event.
+    pub go: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by `/sse` once the second event was sent.
+    pub sent_second: Arc<std::sync::atomic::AtomicBool>,
     _rt: tokio::runtime::Runtime,
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+fn full(b: impl Into<Bytes>) -> BoxBody {
+    use http_body_util::BodyExt as _;
+    Full::new(b.into()).boxed()
+}
+
+/// Fake secrets used by the canned responses (generated shapes, not real credentials).
+pub const FAKE_AWS_KEY: &str = "AKIAZ7XQ3MPL4TR2VW8N";
+pub const FAKE_SLACK: &str = "xoxb-1111111111-2222222222-AbCdEfGhIjKlMnOpQrStUvWx";
+pub const FAKE_STRIPE: &str = "sk_live_4eC39HqLyjWDarjtT1zdp7dcAbCd";
+
+pub fn secrets_json() -> String {
+    serde_json::json!({
+        "aws": FAKE_AWS_KEY,
+        "slack": FAKE_SLACK,
+        "note": format!("pay with {FAKE_STRIPE} now"),
+        "hidden": "a\u{200b}b\u{202e}c",
+        "family": "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}",
+    })
+    .to_string()
+}
+
+fn compress(coding: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    match coding {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).expect("gzip");
+            e.finish().expect("gzip")
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).expect("deflate");
+            e.finish().expect("deflate")
+        }
+        "br" => {
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                w.write_all(data).expect("br");
+            }
+            out
+        }
+        "zstd" => zstd::encode_all(data, 3).expect("zstd"),
+        _ => data.to_vec(),
+    }
+}
+
+/// The canned responses, by request path.
+async fn respond(
+    seen: &Seen,
+    go: Arc<std::sync::atomic::AtomicBool>,
+    sent_second: Arc<std::sync::atomic::AtomicBool>,
+) -> hyper::Response<BoxBody> {
+    use http_body_util::BodyExt as _;
+    use std::sync::atomic::Ordering;
+    let path = seen.uri.split('?').next().unwrap_or("");
+    let json = |body: String| {
+        hyper::Response::builder().header("content-type", "application/json").body(full(body)).expect("response")
+    };
+    match path {
+        "/echo-auth" => json(format!(
+            "{{\"you_sent\":\"{}\",\"token_only\":\"{}\"}}",
+            seen.header("authorization").unwrap_or(""),
+            seen.header("authorization").unwrap_or("").trim_start_matches("Bearer ")
+        )),
+        "/secrets" => json(secrets_json()),
+        "/header-leak" => hyper::Response::builder()
+            .header("content-type", "application/json")
+            .header("x-debug-token", FAKE_SLACK)
+            .body(full("{}"))
+            .expect("response"),
+        p if p.starts_with("/encoded/") => {
+            let coding = &p["/encoded/".len()..];
+            hyper::Response::builder()
+                .header("content-type", "application/json")
+                .header("content-encoding", coding)
+                .body(full(compress(coding, secrets_json().as_bytes())))
+                .expect("response")
+        }
+        "/binary" => hyper::Response::builder()
+            .header("content-type", "image/png")
+            .body(full([b"\x89PNG\r\n\x1a\n".as_slice(), FAKE_AWS_KEY.as_bytes(), &[0xff, 0xfe, 0x00]].concat()))
+            .expect("response"),
+        "/sse" => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(4);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"data: {\"n\":1,\"text\":\"hello\"}\n\n")))).await;
+                for _ in 0..1000 {
+                    if go.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let second = format!("data: {{\"n\":2,\"text\":\"key {FAKE_AWS_KEY}\"}}\n\n");
+                sent_second.store(true, Ordering::SeqCst);
+                let _ = tx.send(Ok(hyper::body::Frame::data(Bytes::from(second)))).await;
+            });
+            let stream = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            hyper::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(stream.boxed())
+                .expect("response")
+        }
+        "/big" => {
+            // 50 MiB of JSON lines with a fake secret every 64 KiB, streamed.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(2);
+            tokio::spawn(async move {
+                let filler = "x".repeat(64 * 1024 - 64);
+                for i in 0..800u32 {
+                    let chunk = format!("{{\"i\":{i:06},\"k\":\"{FAKE_AWS_KEY}\",\"f\":\"{filler}\"}}\n");
+                    if tx.send(Ok(hyper::body::Frame::data(Bytes::from(chunk)))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let stream = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            hyper::Response::builder().header("content-type", "application/x-ndjson").body(stream.boxed()).expect("response")
+        }
+        _ => json("{\"ok\":true}".to_owned()),
+    }
 }
 
 impl Upstream {
     pub fn start() -> Upstream {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let go: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let sent_second: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
-        let seen2 = seen.clone();
+        let (seen2, go2, sent2) = (seen.clone(), go.clone(), sent_second.clone());
         rt.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let seen = seen2.clone();
+                let (seen, go, sent) = (seen2.clone(), go2.clone(), sent2.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
+                        let (seen, go, sent) = (seen.clone(), go.clone(), sent.clone());
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-                            seen.lock().expect("lock").push(Seen {
+                            let s = Seen {
                                 method: parts.method.to_string(),
                                 uri: parts.uri.to_string(),
                                 headers: parts
@@ -74,13 +205,9 @@ impl Upstream {
                                     .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
                                     .collect(),
                                 body,
-                            });
-                            Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
-                                    .expect("response"),
-                            )
+                            };
+                            seen.lock().expect("lock").push(s.clone());
+                            Ok::<_, std::convert::Infallible>(respond(&s, go, sent).await)
                         }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
@@ -88,7 +215,7 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, _rt: rt }
+        Upstream { addr, seen, go, sent_second, _rt: rt }
     }
 
     pub fn url(&self) -> String {
@@ -126,6 +253,8 @@ pub struct GatewayOpts {
     pub extra_roots: Vec<String>,
     /// Use this upstream instead of a fresh one.
     pub upstream: Option<Upstream>,
+    /// `[sanitize] binary = "block"`.
+    pub binary_block: bool,
 }
 
 impl Default for GatewayOpts {
@@ -138,6 +267,7 @@ impl Default for GatewayOpts {
             gateway_key: None,
             extra_roots: Vec::new(),
             upstream: None,
+            binary_block: false,
         }
     }
 }
@@ -229,6 +359,9 @@ key_env = "CAPGATE_VAULT_KEY"
 
 [policies]
 dir = "policies"
+
+[sanitize]
+binary = "{binary}"
 "#,
             replay = opts.replay_protection,
             root = did(&root_key),
@@ -236,6 +369,7 @@ dir = "policies"
             other = did(&new_key()),
             up = upstream.url(),
             dead = free_port(),
+            binary = if opts.binary_block { "block" } else { "pass" },
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).expect("write config");
@@ -348,6 +482,34 @@ dir = "policies"
                 ..Default::default()
             },
         )
+    }
+
+    /// A GET through the gateway with a fresh token for the whole upstream.
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        let up = self.upstream.url();
+        let deleg = self.delegation(&up, "http/GET");
+        let inv = self.invocation(&up, "http/GET", &deleg);
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client")
+            .get(self.url(path))
+            .header("authorization", format!("Bearer {inv}"))
+            .header("ucans", deleg)
+            .header("accept-encoding", "gzip, br, zstd, deflate")
+            .send()
+            .expect("request")
+    }
+
+    /// The gateway's resident set size, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
     }
 
     /// agent → gateway invocation resting on `proof`.

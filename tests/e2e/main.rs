@@ -6,4 +6,5 @@ mod harness;
 mod interop;
 mod pipeline;
 mod reasons;
+mod sanitize;
 mod startup;

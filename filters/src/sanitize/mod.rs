@@ -15,6 +15,7 @@
 
 pub mod catalogue;
 pub mod content_type;
+pub mod decode;
 pub mod secrets;
 pub mod unicode;
 
@@ -92,9 +93,9 @@ impl Sanitizer {
         self.catalogue.formats.iter().map(|f| f.id)
     }
 
-    /// A fresh per-response stream.
-    pub fn stream(&self) -> SanitizeStream<'_> {
-        SanitizeStream { s: self, unicode: UnicodeFilter::new(), secrets: SecretScanner::new(&self.catalogue), scratch: Vec::new() }
+    /// A fresh per-response stream borrowing this sanitizer.
+    pub fn stream(&self) -> SanitizeStream<&Sanitizer> {
+        SanitizeStream::new(self)
     }
 
     /// Sanitize a whole value (header values, tests).
@@ -108,15 +109,22 @@ impl Sanitizer {
     }
 }
 
-/// One response's sanitizer state.
-pub struct SanitizeStream<'a> {
-    s: &'a Sanitizer,
+/// One response's sanitizer state. `S` is how it holds the sanitizer: a
+/// reference, or an `Arc` when the stream must be `'static` (a proxy's
+/// per-request context).
+pub struct SanitizeStream<S: std::ops::Deref<Target = Sanitizer>> {
+    s: S,
     unicode: UnicodeFilter,
     secrets: SecretScanner,
     scratch: Vec<u8>,
 }
 
-impl SanitizeStream<'_> {
+impl<S: std::ops::Deref<Target = Sanitizer>> SanitizeStream<S> {
+    pub fn new(s: S) -> Self {
+        let secrets = SecretScanner::new(&s.catalogue);
+        SanitizeStream { s, unicode: UnicodeFilter::new(), secrets, scratch: Vec::new() }
+    }
+
     /// Feed a chunk; sanitized bytes that are safe to release go to `out`.
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
         self.scratch.clear();

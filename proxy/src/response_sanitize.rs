@@ -1,0 +1,200 @@
+//! The response side of the pipeline: decide how a proxied response body is
+//! handled (`response_filter`), then transform it chunk by chunk
+//! (`response_body_filter`).
+//!
+//! - Text bodies (see `capgate_filters::sanitize::content_type`) are decoded
+//!   when compressed (gzip, deflate, br, zstd), sanitized as a stream, and
+//!   sent unencoded, without `Content-Length` (chunked on HTTP/1.1, frames on h2).
+//! - A text body in a coding capgate cannot decode is never forwarded: the
+//!   response becomes `502 unsanitizable_encoding`.
+//! - Other bodies follow `[sanitize] binary`: passed (counted and logged) or
+//!   refused with `502 binary_blocked`.
+//! - Header values are scanned with the same catalogue.
+//! - A body that fails to decode mid-stream aborts the response: the agent
+//!   gets a truncated response, never unsanitized bytes.
+
+use crate::config::BinaryPolicy;
+use crate::refusal::Refusal;
+use bytes::Bytes;
+use capgate_filters::sanitize::content_type::{classify, BodyKind};
+use capgate_filters::sanitize::decode::{Decoder, Encoding};
+use capgate_filters::sanitize::{SanitizeCounts, SanitizeStream, Sanitizer};
+use http::header::{self, HeaderName, HeaderValue};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::ErrorType;
+use std::sync::Arc;
+
+/// How the body of one response is handled.
+pub enum BodyHandling {
+    /// Not decided yet, or nothing to do (no body).
+    None,
+    /// Binary passed through unchanged.
+    Pass,
+    /// Sanitized as it streams.
+    Sanitize { decoder: Option<Decoder>, stream: Box<SanitizeStream<Arc<Sanitizer>>> },
+    /// The upstream body is dropped and this JSON body sent instead.
+    Replace(Option<Bytes>),
+}
+
+/// The `handling` label of `capgate_response_bodies_total`.
+pub fn handling_label(h: &BodyHandling, refused: Option<&'static str>) -> Option<&'static str> {
+    match (h, refused) {
+        (BodyHandling::Sanitize { .. }, _) => Some("sanitized"),
+        (BodyHandling::Pass, _) => Some("binary_pass"),
+        (BodyHandling::Replace(_), Some("binary_blocked")) => Some("binary_blocked"),
+        (BodyHandling::Replace(_), _) => Some("unsanitizable"),
+        (BodyHandling::None, Some("unsanitizable_encoding")) => Some("unsanitizable"),
+        (BodyHandling::None, _) => None,
+    }
+}
+
+/// Keep only codings capgate decodes in the agent's `Accept-Encoding`.
+pub fn limit_accept_encoding(req: &mut RequestHeader) -> Result<()> {
+    let Some(v) = req.headers.get(header::ACCEPT_ENCODING) else { return Ok(()) };
+    let wanted: Vec<&str> = v
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|item| {
+            let coding = item.split(';').next().unwrap_or("").trim();
+            let q_zero = item.split(';').skip(1).any(|p| p.trim().replace(' ', "") == "q=0");
+            let known = Encoding::parse(Some(coding)).is_ok_and(|e| e != Encoding::Identity);
+            (known && !q_zero).then_some(coding)
+        })
+        .collect();
+    if wanted.is_empty() {
+        req.remove_header(&header::ACCEPT_ENCODING);
+    } else {
+        let joined = wanted.join(", ");
+        req.insert_header(header::ACCEPT_ENCODING, joined)?;
+    }
+    Ok(())
+}
+
+/// Scan every header value; replace those that held a secret. Returns the counts.
+pub fn scrub_headers(resp: &mut ResponseHeader, s: &Sanitizer) -> Result<SanitizeCounts> {
+    let mut total = SanitizeCounts::default();
+    let names: Vec<HeaderName> = resp.headers.keys().cloned().collect();
+    for name in names {
+        let values: Vec<HeaderValue> = resp.headers.get_all(&name).iter().cloned().collect();
+        let mut changed = false;
+        let mut clean: Vec<Vec<u8>> = Vec::with_capacity(values.len());
+        for v in &values {
+            let (out, c) = s.sanitize_all(v.as_bytes());
+            if out != v.as_bytes() {
+                changed = true;
+            }
+            merge(&mut total, &c);
+            clean.push(out);
+        }
+        if changed {
+            resp.remove_header(&name);
+            for v in clean {
+                let hv = HeaderValue::from_bytes(&v)
+                    .unwrap_or_else(|_| HeaderValue::from_static("[REDACTED:unrepresentable]"));
+                resp.append_header(name.clone(), hv)?;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Add `c` into `total`.
+pub fn merge(total: &mut SanitizeCounts, c: &SanitizeCounts) {
+    for (kind, n) in &c.by_kind {
+        match total.by_kind.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, m)) => *m += n,
+            None => total.by_kind.push((kind, *n)),
+        }
+    }
+    total.vault_echoes += c.vault_echoes;
+    total.verified += c.verified;
+    total.invisible_removed += c.invisible_removed;
+    total.invalid_utf8_replaced += c.invalid_utf8_replaced;
+}
+
+/// Turn the response into a refusal whose body replaces the upstream's.
+fn replace_with(resp: &mut ResponseHeader, refusal: &Refusal, request_id: &str) -> Result<BodyHandling> {
+    let body = Bytes::from(refusal.body(request_id));
+    resp.set_status(refusal.status)?;
+    let names: Vec<HeaderName> = resp.headers.keys().cloned().collect();
+    for n in names {
+        resp.remove_header(&n);
+    }
+    resp.insert_header(header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+    Ok(BodyHandling::Replace(Some(body)))
+}
+
+/// Decide the handling from the response head and adjust the head.
+/// Returns the handling and, when the response became a refusal, its code.
+pub fn plan(
+    resp: &mut ResponseHeader,
+    method: &str,
+    sanitizer: &Arc<Sanitizer>,
+    binary: BinaryPolicy,
+    request_id: &str,
+) -> Result<(BodyHandling, Option<&'static str>)> {
+    let status = resp.status.as_u16();
+    let no_body = method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
+    let ct = resp.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let kind = classify(ct.as_deref());
+    if kind == BodyKind::Binary {
+        if binary == BinaryPolicy::Block && !no_body {
+            let r = Refusal::new(502, "binary_blocked", "the upstream sent a non-text body and binary bodies are blocked");
+            return Ok((replace_with(resp, &r, request_id)?, Some("binary_blocked")));
+        }
+        return Ok((if no_body { BodyHandling::None } else { BodyHandling::Pass }, None));
+    }
+    let enc = resp.headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
+    let encoding = match Encoding::parse(enc.as_deref()) {
+        Ok(e) => e,
+        Err(_) => {
+            let r = Refusal::new(502, "unsanitizable_encoding", "the upstream body uses a content encoding capgate cannot decode");
+            return Ok((replace_with(resp, &r, request_id)?, Some("unsanitizable_encoding")));
+        }
+    };
+    // The body is sent decoded and may change length.
+    resp.remove_header(&header::CONTENT_ENCODING);
+    resp.remove_header(&header::CONTENT_LENGTH);
+    resp.remove_header("content-md5");
+    if no_body {
+        return Ok((BodyHandling::None, None));
+    }
+    let decoder = Decoder::new(encoding).map_err(|_| Error::explain(ErrorType::InternalError, "decoder"))?;
+    Ok((BodyHandling::Sanitize { decoder, stream: Box::new(SanitizeStream::new(sanitizer.clone())) }, None))
+}
+
+/// Transform one body chunk in place.
+pub fn filter_chunk(handling: &mut BodyHandling, body: &mut Option<Bytes>, end: bool) -> Result<()> {
+    match handling {
+        BodyHandling::None | BodyHandling::Pass => Ok(()),
+        BodyHandling::Replace(json) => {
+            *body = if end { json.take() } else { None };
+            Ok(())
+        }
+        BodyHandling::Sanitize { decoder, stream } => {
+            let chunk: &[u8] = body.as_deref().unwrap_or(&[]);
+            let mut out = Vec::with_capacity(chunk.len() + 64);
+            let fail = |_| Error::explain(ErrorType::Custom("unsanitizable_body"), "the upstream body could not be decoded");
+            match decoder {
+                Some(d) => {
+                    let mut decoded = Vec::with_capacity(chunk.len() * 4);
+                    d.push(chunk, &mut decoded).map_err(fail)?;
+                    if end {
+                        d.finish(&mut decoded).map_err(fail)?;
+                    }
+                    stream.push(&decoded, &mut out);
+                }
+                None => stream.push(chunk, &mut out),
+            }
+            if end {
+                stream.finish(&mut out);
+            }
+            *body = if out.is_empty() { None } else { Some(Bytes::from(out)) };
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The response sanitizer through the real proxy, from a real upstream.
+
+use crate::harness::*;
+use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_json_body_with_secrets_is_redacted_and_stays_json() {
+    let g = Gateway::start(GatewayOpts::default());
+    let r = g.get("/svc/secrets");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none(), "length may change, so it is dropped");
+    let text = r.text().expect("body");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(v["aws"], "[REDACTED:aws_access_key_id]");
+    assert_eq!(v["slack"], "[REDACTED:slack_token]");
+    assert_eq!(v["note"], "pay with [REDACTED:stripe_live_secret] now");
+    assert_eq!(v["hidden"], "abc");
+    assert_eq!(v["family"], "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}", "emoji survive");
+    for s in [FAKE_AWS_KEY, FAKE_SLACK, FAKE_STRIPE] {
+        assert!(!text.contains(s));
+    }
+    let m = g.metrics_with(r#"capgate_redactions_total{kind="aws_access_key_id"} 1"#);
+    assert!(m.contains(r#"capgate_redactions_total{kind="aws_access_key_id"} 1"#), "{m}");
+    assert!(m.contains(r#"capgate_redactions_total{kind="slack_token"} 1"#), "{m}");
+    assert!(m.contains("capgate_invisible_removed_total 2"), "{m}");
+    assert!(m.contains(r#"capgate_response_bodies_total{handling="sanitized"} 1"#), "{m}");
+    let log = g.log();
+    assert!(log.contains("aws_access_key_id=1") && !log.contains(FAKE_AWS_KEY), "counts, never the match, in the log");
+}
+
+#[test]
+fn the_injected_bearer_echoed_back_is_redacted() {
+    let g = Gateway::start(GatewayOpts::default());
+    let text = g.get("/svc/echo-auth").text().expect("body");
+    assert!(!text.contains("upstream-secret-0123456789"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["you_sent"], "Bearer [REDACTED:bearer_token]");
+    assert_eq!(v["token_only"], "[REDACTED:vault_credential]", "a bare echo of the credential matches no format but is redacted");
+    assert_eq!(g.upstream.requests()[0].header("authorization"), Some("Bearer upstream-secret-0123456789"));
+}
+
+#[test]
+fn compressed_bodies_are_decoded_sanitized_and_sent_plain() {
+    let g = Gateway::start(GatewayOpts::default());
+    for coding in ["gzip", "br", "zstd", "deflate"] {
+        let r = g.get(&format!("/svc/encoded/{coding}"));
+        assert_eq!(r.status(), 200, "{coding}");
+        assert!(r.headers().get("content-encoding").is_none(), "{coding}: sent unencoded");
+        let v: serde_json::Value = serde_json::from_str(&r.text().expect("body")).expect("json");
+        assert_eq!(v["aws"], "[REDACTED:aws_access_key_id]", "{coding}");
+    }
+    // The upstream was asked only for codings capgate decodes.
+    for s in g.upstream.requests() {
+        assert_eq!(s.header("accept-encoding"), Some("gzip, br, zstd, deflate"));
+    }
+}
+
+#[test]
+fn an_unknown_encoding_is_refused() {
+    let g = Gateway::start(GatewayOpts::default());
+    let r = g.get("/svc/encoded/compress");
+    assert_eq!(r.status(), 502);
+    let v: serde_json::Value = serde_json::from_str(&r.text().expect("body")).expect("json");
+    assert_eq!(v["error"], "unsanitizable_encoding");
+    assert_eq!(v["request_id"].as_str().map(str::len), Some(32));
+}
+
+#[test]
+fn response_header_values_are_scanned() {
+    let g = Gateway::start(GatewayOpts::default());
+    let r = g.get("/svc/header-leak");
+    assert_eq!(r.headers().get("x-debug-token").and_then(|v| v.to_str().ok()), Some("[REDACTED:slack_token]"));
+}
+
+#[test]
+fn binary_bodies_pass_untouched_or_are_blocked() {
+    let g = Gateway::start(GatewayOpts::default());
+    let body = g.get("/svc/binary").bytes().expect("body");
+    assert!(body.windows(FAKE_AWS_KEY.len()).any(|w| w == FAKE_AWS_KEY.as_bytes()), "binary passes untouched");
+    assert!(body.ends_with(&[0xff, 0xfe, 0x00]));
+    let m = g.metrics_with(r#"capgate_response_bodies_total{handling="binary_pass"} 1"#);
+    assert!(m.contains(r#"capgate_response_bodies_total{handling="binary_pass"} 1"#), "{m}");
+
+    let g = Gateway::start(GatewayOpts { binary_block: true, ..Default::default() });
+    let r = g.get("/svc/binary");
+    assert_eq!(r.status(), 502);
+    let v: serde_json::Value = serde_json::from_str(&r.text().expect("body")).expect("json");
+    assert_eq!(v["error"], "binary_blocked");
+}
+
+#[test]
+fn sse_events_flow_one_by_one() {
+    let g = Gateway::start(GatewayOpts::default());
+    let mut r = g.get("/svc/sse");
+    assert_eq!(r.status(), 200);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains("\n\n") {
+        assert!(Instant::now() < deadline, "the first event did not arrive on its own");
+        let n = r.read(&mut buf).expect("read");
+        assert!(n > 0, "stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(!g.upstream.sent_second.load(Ordering::SeqCst), "the first event arrived before the upstream sent the second");
+    assert_eq!(String::from_utf8_lossy(&got), "data: {\"n\":1,\"text\":\"hello\"}\n\n");
+    g.upstream.go.store(true, Ordering::SeqCst);
+    r.read_to_end(&mut got).expect("rest");
+    let all = String::from_utf8_lossy(&got);
+    assert!(all.ends_with("data: {\"n\":2,\"text\":\"key [REDACTED:aws_access_key_id]\"}\n\n"), "{all}");
+}
+
+#[test]
+fn a_50_mib_body_streams_with_flat_memory() {
+    let g = Gateway::start(GatewayOpts::default());
+    // Warm up so allocator pools exist before the baseline.
+    let _ = g.get("/svc/secrets").text();
+    let before = g.rss_kib();
+    let mut r = g.get("/svc/big");
+    let mut total = 0usize;
+    let mut redacted = 0usize;
+    let mut peak = before;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut carry = String::new();
+    loop {
+        let n = r.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        total += n;
+        carry.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let cut = carry.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        redacted += carry[..cut].matches("[REDACTED:aws_access_key_id]").count();
+        assert!(!carry[..cut].contains(FAKE_AWS_KEY));
+        carry.drain(..cut);
+        peak = peak.max(g.rss_kib());
+    }
+    assert_eq!(redacted, 800);
+    assert!(total > 50 * 1000 * 1000, "{total} bytes");
+    let growth_mib = (peak.saturating_sub(before)) / 1024;
+    assert!(growth_mib < 24, "gateway RSS grew by {growth_mib} MiB while streaming 50 MiB");
+}
