@@ -142,3 +142,29 @@ fn a_50_mib_body_streams_with_flat_memory() {
     let growth_mib = (peak.saturating_sub(before)) / 1024;
     assert!(growth_mib < 24, "gateway RSS grew by {growth_mib} MiB while streaming 50 MiB");
 }
+
+#[test]
+fn head_requests_stay_correct() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    for _ in 0..2 {
+        let r = client
+            .head(g.url("/svc/secrets"))
+            .header("authorization", format!("Bearer {}", g.invocation(&up, "http/HEAD", &deleg)))
+            .header("ucans", &deleg)
+            .send()
+            .expect("HEAD completes");
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().expect("empty").is_empty());
+    }
+    // The keep-alive connection is still usable afterwards.
+    let r = client
+        .get(g.url("/svc/secrets"))
+        .header("authorization", format!("Bearer {}", g.invocation(&up, "http/GET", &deleg)))
+        .header("ucans", &deleg)
+        .send()
+        .expect("GET after HEAD");
+    assert!(r.text().expect("body").contains("[REDACTED:aws_access_key_id]"));
+}
