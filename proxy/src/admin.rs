@@ -1,6 +1,7 @@
 //! The admin listener (loopback by default, never the agent port):
 //! `/healthz` (the process is up), `/readyz` (policies, vault and routes are
-//! loaded, so requests can be decided) and `/metrics` (Prometheus text).
+//! loaded, so requests can be decided), `/metrics` (Prometheus text) and
+//! `/v1/audit/pubkey` (the did:key that signs audit roots).
 
 use crate::state::GatewayState;
 use async_trait::async_trait;
@@ -32,6 +33,11 @@ impl ServeHttp for AdminApp {
         let path = session.req_header().uri.path().to_owned();
         match path.as_str() {
             "/healthz" => respond(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/readyz" if !self.state.auditor.healthy() => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/json",
+                br#"{"ready":false,"reason":"audit_unavailable"}"#.to_vec(),
+            ),
             "/readyz" => {
                 let body = format!(
                     "{{\"ready\":true,\"gateway_did\":\"{}\",\"policies\":{}}}\n",
@@ -40,7 +46,14 @@ impl ServeHttp for AdminApp {
                 );
                 respond(StatusCode::OK, "application/json", body.into_bytes())
             }
-            "/metrics" => respond(StatusCode::OK, "text/plain; version=0.0.4", self.state.metrics.render()),
+            "/metrics" => {
+                self.state.metrics.audit_healthy.set(i64::from(self.state.auditor.healthy()));
+                respond(StatusCode::OK, "text/plain; version=0.0.4", self.state.metrics.render())
+            }
+            "/v1/audit/pubkey" => {
+                let body = format!("{{\"key\":\"{}\",\"instance\":\"{}\"}}\n", self.state.auditor.pubkey_did, self.state.auditor.instance);
+                respond(StatusCode::OK, "application/json", body.into_bytes())
+            }
             _ => respond(
                 StatusCode::NOT_FOUND,
                 "application/json",

@@ -51,6 +51,8 @@ pub struct Admitted {
 /// The outcome, with the route when one matched (for metrics and audit).
 pub struct Decision {
     pub route: Option<Arc<Route>>,
+    /// The normalised request path (no query), once it normalised.
+    pub path: Option<String>,
     pub chain: Option<Arc<VerifiedChain>>,
     pub policy_ids: Vec<String>,
     pub cache_hit: Option<bool>,
@@ -89,6 +91,7 @@ fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, Refusal> {
 pub fn admit(state: &GatewayState, req: &RequestView<'_>) -> Decision {
     let mut d = Decision {
         route: None,
+        path: None,
         chain: None,
         policy_ids: Vec::new(),
         cache_hit: None,
@@ -106,6 +109,7 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
         return Err(Refusal::new(400, "bad_path", "the request target must be an origin-form path"));
     }
     let path = normalize_path(req.path).map_err(|e| Refusal::new(400, "bad_path", e.explain()))?;
+    d.path = Some(path.clone());
     if req.query.is_some_and(|q| q.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b'#')) {
         return Err(Refusal::new(400, "bad_path", "the query contains a byte that is not allowed"));
     }

@@ -44,6 +44,35 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The audit trail: verify, export, public key.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Verify audit chains offline (no config needed). Exit 0 valid, 1 tampered, 2 usage or I/O error.
+    Verify {
+        /// An audit dir, a tenant dir, a chain dir or an export bundle.
+        dir: PathBuf,
+        /// The did:key that signs roots (default: the bundle's `pubkey` file).
+        #[arg(long)]
+        pubkey: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the did:key that signs audit roots.
+    Pubkey,
+    /// Copy one tenant's chains and the public key into a bundle that verifies on its own.
+    Export {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -129,6 +158,9 @@ pub enum PolicyCommand {
 pub fn run() -> i32 {
     let cli = Cli::parse();
     crate::telemetry::init();
+    if let Command::Audit { command: AuditCommand::Verify { dir, pubkey, json } } = &cli.command {
+        return audit_verify(dir, pubkey.as_deref(), *json);
+    }
     match dispatch(cli) {
         Ok(()) => 0,
         Err(e) => {
@@ -160,6 +192,25 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         }
         Command::Mint(args) => mint_cmd(&cli.config, args),
         Command::Vault { command } => vault_cmd(&cli.config, command),
+        Command::Audit { command: AuditCommand::Verify { .. } } => Ok(()),
+        Command::Audit { command: AuditCommand::Pubkey } => {
+            let cfg = load_config(&cli.config)?;
+            let k = crate::keys::load(&cfg.audit.signing_key).map_err(|e| e.to_string())?;
+            println!("{}", crate::keys::did_of(&k));
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Export { tenant, out } } => {
+            let cfg = load_config(&cli.config)?;
+            let src = cfg.audit.dir.join(&tenant);
+            if !crate::config::valid_name(&tenant) || !src.is_dir() {
+                return Err(format!("no audit chains for tenant {tenant:?} under {}", cfg.audit.dir.display()));
+            }
+            let k = crate::keys::load(&cfg.audit.signing_key).map_err(|e| e.to_string())?;
+            copy_dir(&src, &out.join(&tenant))?;
+            std::fs::write(out.join("pubkey"), format!("{}\n", crate::keys::did_of(&k))).map_err(|e| format!("{}: {e}", out.display()))?;
+            println!("exported {tenant} to {}", out.display());
+            Ok(())
+        }
         Command::Policy { command: PolicyCommand::Check { dir } } => {
             let dir = match dir {
                 Some(d) => d,
@@ -169,6 +220,69 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             println!("ok: {} policies validate against {}", engine.len(), dir.join(crate::policies::SCHEMA_FILE).display());
             Ok(())
         }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    for e in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))?.flatten() {
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &dest)?;
+        } else {
+            std::fs::copy(&p, &dest).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `capgate audit verify`: exit 0 valid, 1 tampered, 2 usage or I/O error.
+fn audit_verify(dir: &Path, pubkey: Option<&str>, json: bool) -> i32 {
+    let did = match pubkey {
+        Some(p) => p.to_owned(),
+        None => match std::fs::read_to_string(dir.join("pubkey")) {
+            Ok(s) => s.trim().to_owned(),
+            Err(_) => {
+                eprintln!("capgate: give --pubkey DID (no pubkey file in {})", dir.display());
+                return 2;
+            }
+        },
+    };
+    let key = match capgate_filters::ucan::did::parse_did_key(&did) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("capgate: --pubkey: {e}");
+            return 2;
+        }
+    };
+    let report = match crate::audit::verify::verify(dir, &key) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("capgate: {e}");
+            return 2;
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        for c in &report.chains {
+            match &c.failure {
+                None => println!("ok       {} ({} events, {} roots) {}", c.chain, c.events, c.roots, c.dir.display()),
+                Some(f) => println!("TAMPERED {} at seq {}: {} ({}) {}", c.chain, f.seq, f.kind, f.detail, c.dir.display()),
+            }
+            for w in &c.warnings {
+                println!("  warning: {w}");
+            }
+            for n in &c.notes {
+                println!("  note: {n}");
+            }
+        }
+    }
+    if report.ok {
+        0
+    } else {
+        1
     }
 }
 

@@ -38,6 +38,7 @@ pub struct Config {
     pub policies: PoliciesSection,
     #[serde(default)]
     pub sanitize: SanitizeSection,
+    pub audit: AuditSection,
     #[serde(default)]
     pub dev: DevSection,
     /// Where the file was read from (not a TOML key).
@@ -224,6 +225,50 @@ impl Default for PoliciesSection {
     }
 }
 
+/// The audit chain. Required: capgate serves nothing unaudited.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Chains live in `dir/<tenant>/<instance>/`.
+    pub dir: PathBuf,
+    /// The Ed25519 key (PKCS#8 PEM) that signs roots. Never inside `dir`.
+    pub signing_key: PathBuf,
+    /// This gateway instance's id (default: a random id kept in `dir/instance`).
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// Seconds between signed roots (one is also written at shutdown).
+    #[serde(default = "default_root_interval")]
+    pub root_interval_secs: u64,
+    /// Group commit: fsync at least this often, in milliseconds...
+    #[serde(default = "default_commit_ms")]
+    pub commit_interval_ms: u64,
+    /// ...or after this many events, whichever comes first.
+    #[serde(default = "default_commit_events")]
+    pub commit_events: usize,
+    /// Segment files rotate at this size.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// Events queued per chain before new requests are refused.
+    #[serde(default = "default_audit_queue")]
+    pub queue: usize,
+}
+
+fn default_root_interval() -> u64 {
+    86_400
+}
+fn default_commit_ms() -> u64 {
+    10
+}
+fn default_commit_events() -> usize {
+    256
+}
+fn default_segment_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_audit_queue() -> usize {
+    65_536
+}
+
 /// What happens to response bodies that are not text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -279,6 +324,8 @@ impl Config {
         resolve(&mut cfg.server.identity_key);
         resolve(&mut cfg.vault.path);
         resolve(&mut cfg.policies.dir);
+        resolve(&mut cfg.audit.dir);
+        resolve(&mut cfg.audit.signing_key);
         for t in &mut cfg.tenants {
             t.root_keys.iter_mut().for_each(resolve);
         }
@@ -311,8 +358,8 @@ impl Config {
         let mut ids = HashSet::new();
         let mut roots = HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
-            if !valid_name(&t.id) {
-                return Err(self.invalid(format!("tenants[{i}].id"), "must be 1-64 of [A-Za-z0-9_.-]"));
+            if !valid_name(&t.id) || t.id.starts_with('_') {
+                return Err(self.invalid(format!("tenants[{i}].id"), "must be 1-64 of [A-Za-z0-9_.-], not starting with '_'"));
             }
             if !ids.insert(&t.id) {
                 return Err(self.invalid(format!("tenants[{i}].id"), "is used by another tenant"));
@@ -376,6 +423,20 @@ impl Config {
                 return Err(self.invalid("dev.echo_upstream", "must be a loopback IP:port"));
             }
         }
+        if self.audit.signing_key.starts_with(&self.audit.dir) {
+            return Err(self.invalid("audit.signing_key", "must not be inside audit.dir"));
+        }
+        if self.audit.root_interval_secs == 0 || self.audit.commit_interval_ms == 0 || self.audit.commit_events == 0 {
+            return Err(self.invalid("audit", "root_interval_secs, commit_interval_ms and commit_events must be at least 1"));
+        }
+        if self.audit.queue < 16 {
+            return Err(self.invalid("audit.queue", "must be at least 16"));
+        }
+        if let Some(i) = &self.audit.instance {
+            if !valid_name(i) {
+                return Err(self.invalid("audit.instance", "must be 1-64 of [A-Za-z0-9_.-]"));
+            }
+        }
         if self.vault.key_env.is_empty() {
             return Err(self.invalid("vault.key_env", "must name an environment variable"));
         }
@@ -413,6 +474,9 @@ upstream = "https://api.github.com"
 credential = "github"
 [vault]
 path = "vault.json"
+[audit]
+dir = "audit"
+signing_key = "audit.pem"
 "#;
 
     fn err(text: &str) -> String {

@@ -1,8 +1,8 @@
 //! Development conveniences, enabled by `[dev]` in the config. Never enable
 //! them in production.
 //!
-//! - `bootstrap`: create missing key files (the identity key, tenant
-//!   `root_keys`), a vault key file when the key env var is unset, and a
+//! - `bootstrap`: create missing key files (the identity key, the audit
+//!   signing key, tenant `root_keys`), a vault key file when the key env var is unset, and a
 //!   random credential for each route whose vault entry is missing, so the
 //!   shipped `config.toml` runs on a fresh machine.
 //! - `echo_upstream`: a loopback upstream that answers every request with a
@@ -42,6 +42,7 @@ pub fn bootstrap(cfg: &Config) -> Result<Bootstrapped, String> {
         Ok(())
     };
     ensure_key(&cfg.server.identity_key)?;
+    ensure_key(&cfg.audit.signing_key)?;
     for t in &cfg.tenants {
         for p in &t.root_keys {
             ensure_key(p)?;

@@ -4,13 +4,13 @@
 //!
 //! | phase | what capgate does here |
 //! |---|---|
-//! | `request_filter` | [`crate::admission`]: route, token, chain, capability, replay, Cedar, credential. A refusal is written here as JSON and the request ends. |
+//! | `request_filter` | Refuse with `503 audit_unavailable` while the audit chain cannot persist; then [`crate::admission`]: route, token, chain, capability, replay, Cedar, credential. A refusal is written here as JSON and the request ends. |
 //! | `upstream_peer` | The route's upstream (never the request's host): TLS with SNI for `https`, resolved addresses cached for 30 s. |
 //! | `upstream_request_filter` | [`crate::upstream_headers`]: strip hop-by-hop and credential-bearing headers, inject the vaulted credential, set `Host`, the path and the request id. |
 //! | `response_filter` | [`crate::response_sanitize::plan`]: scrub header values, decide how the body is handled (sanitize, pass, refuse), drop `Content-Encoding`/`Content-Length` when the body may change. |
 //! | `response_body_filter` | [`crate::response_sanitize::filter_chunk`]: decode and sanitize each chunk as it streams. |
 //! | `fail_to_proxy` | Errors after admission (upstream unreachable, bad request) become JSON refusals too. |
-//! | `logging` | Metrics and one structured log line for every request, whatever its outcome. |
+//! | `logging` | One audit event ([`crate::audit`]), metrics and one structured log line for every request, whatever its outcome. |
 
 use crate::admission::{self, RequestView};
 use crate::refusal::Refusal;
@@ -34,6 +34,8 @@ pub struct RequestCtx {
     pub request_id: String,
     pub started: Instant,
     pub route: Option<Arc<Route>>,
+    /// The normalised request path, once known (for the audit record).
+    pub path: Option<String>,
     pub chain: Option<Arc<VerifiedChain>>,
     pub upstream_target: String,
     pub credential: Option<Arc<Secret>>,
@@ -79,6 +81,7 @@ impl ProxyHttp for Gateway {
             request_id: crate::request_id::next(),
             started: Instant::now(),
             route: None,
+            path: None,
             chain: None,
             upstream_target: String::new(),
             credential: None,
@@ -91,6 +94,12 @@ impl ProxyHttp for Gateway {
 
     /// Admission. Returns `Ok(true)` when a refusal has been written.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if !self.state.auditor.healthy() {
+            self.state.metrics.audit_healthy.set(0);
+            let r = Refusal::new(503, "audit_unavailable", "the audit trail cannot be written; requests are refused until it can");
+            write_refusal(session, ctx, &r).await?;
+            return Ok(true);
+        }
         let decision = {
             let req = session.req_header();
             let auth: Vec<&[u8]> = req.headers.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes()).collect();
@@ -126,6 +135,7 @@ impl ProxyHttp for Gateway {
             self.state.metrics.ucan_cache.with_label_values(&[if hit { "hit" } else { "miss" }]).inc();
         }
         ctx.route = decision.route;
+        ctx.path = decision.path;
         ctx.chain = decision.chain;
         ctx.policy_ids = decision.policy_ids;
         match decision.result {
@@ -242,7 +252,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let (decision, reason) = match ctx.refused {
-            Some((_, code @ ("upstream_unavailable" | "internal" | "client_closed" | "bad_request" | "unsanitizable_body"))) => {
+            Some((_, code @ ("upstream_unavailable" | "internal" | "client_closed" | "bad_request" | "unsanitizable_body" | "audit_unavailable"))) => {
                 ("error", code)
             }
             Some((_, code)) => ("deny", code),
@@ -276,6 +286,33 @@ impl ProxyHttp for Gateway {
             .chain((counts.vault_echoes > 0).then(|| format!("vault_credential={}", counts.vault_echoes)))
             .collect::<Vec<_>>()
             .join(",");
+        let chain = ctx.chain.as_ref();
+        self.state.auditor.record(crate::audit::record::RequestEvent {
+            event: "request".into(),
+            tenant: chain.map(|c| c.tenant.to_string()).unwrap_or_else(|| crate::audit::UNAUTHENTICATED.to_owned()),
+            request_id: ctx.request_id.clone(),
+            agent: chain.map(|c| c.agent().to_owned()),
+            token_cid: chain.map(|c| c.invocation.cid.to_string()),
+            cosigner_cid: None,
+            route: ctx.route.as_ref().map(|r| r.name.clone()),
+            method: method.to_owned(),
+            path: ctx.path.clone(),
+            decision: decision.to_owned(),
+            reason: reason.to_owned(),
+            policy_ids: ctx.policy_ids.clone(),
+            upstream_status: if ctx.refused.is_none() && status > 0 { Some(status) } else { None },
+            bytes_in: session.as_downstream().body_bytes_read() as u64,
+            bytes_out: session.as_downstream().body_bytes_sent() as u64,
+            redactions: counts
+                .by_kind
+                .iter()
+                .map(|(k, n)| ((*k).to_owned(), *n))
+                .chain((counts.vault_echoes > 0).then(|| ("vault_credential".to_owned(), counts.vault_echoes)))
+                .collect(),
+            duration_us: elapsed.as_micros() as u64,
+            torn_bytes: None,
+            torn_file: None,
+        });
         tracing::info!(
             request_id = %ctx.request_id,
             route,

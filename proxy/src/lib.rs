@@ -17,12 +17,14 @@
 //! - [`vault`]: sealed credentials;
 //! - [`policies`]: loading the Cedar files;
 //! - [`refusal`]: the JSON error contract;
+//! - [`audit`]: the hash-chained, signed audit trail and its verifier;
 //! - [`metrics`], [`admin`]: Prometheus and the admin listener;
 //! - [`keys`]: PKCS#8 key files; [`cli`]: the `capgate` command;
 //! - [`dev`]: development bootstrap and the echo upstream;
 //! - [`server`]: start-up.
 
 pub mod admin;
+pub mod audit;
 pub mod admission;
 pub mod cli;
 pub mod config;

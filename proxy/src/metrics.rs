@@ -24,6 +24,10 @@ pub struct Metrics {
     pub invisible_removed: IntCounter,
     /// `capgate_response_bodies_total{handling}`: sanitized, binary_pass, binary_blocked, unsanitizable.
     pub bodies: IntCounterVec,
+    /// `capgate_audit_events_total{result}`: written, failed (a commit that failed), dropped.
+    pub audit_events: IntCounterVec,
+    /// `capgate_audit_healthy`: 1 while every chain persists, 0 while requests are refused.
+    pub audit_healthy: IntGauge,
 }
 
 /// Fold a method into a bounded label value.
@@ -79,6 +83,13 @@ impl Metrics {
         registry.register(Box::new(redactions_verified.clone()))?;
         registry.register(Box::new(invisible_removed.clone()))?;
         registry.register(Box::new(bodies.clone()))?;
+        let audit_events = IntCounterVec::new(
+            Opts::new("capgate_audit_events_total", "Audit events by result: written, failed (commit attempts that failed), dropped."),
+            &["result"],
+        )?;
+        let audit_healthy = IntGauge::new("capgate_audit_healthy", "1 while the audit chains persist; 0 while requests are refused.")?;
+        registry.register(Box::new(audit_events.clone()))?;
+        registry.register(Box::new(audit_healthy.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -89,6 +100,8 @@ impl Metrics {
             redactions_verified,
             invisible_removed,
             bodies,
+            audit_events,
+            audit_healthy,
         })
     }
 

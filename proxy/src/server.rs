@@ -49,7 +49,11 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
     }
 
     print_banner(&cfg, &state, boot.as_ref());
-    server.run_forever();
+    server.run(pingora::server::RunArgs::default());
+    // Graceful shutdown: flush every audit chain and sign its final root.
+    state.auditor.shutdown();
+    tracing::info!("capgate stopped");
+    Ok(())
 }
 
 fn print_banner(cfg: &Config, state: &GatewayState, boot: Option<&crate::dev::Bootstrapped>) {

@@ -27,6 +27,7 @@ pub struct GatewayState {
     /// credentials (and their encodings) as literals.
     pub sanitizers: ArcSwap<HashMap<String, Arc<Sanitizer>>>,
     pub binary_policy: crate::config::BinaryPolicy,
+    pub auditor: crate::audit::Auditor,
     /// Resolved upstream addresses by `host:port`, refreshed every 30 s.
     pub dns: moka::sync::Cache<String, std::net::SocketAddr>,
 }
@@ -52,6 +53,8 @@ pub enum StartError {
     Dev(String),
     #[error("sanitizer: {0}")]
     Sanitizer(String),
+    #[error("audit: {0}")]
+    Audit(String),
 }
 
 /// One sanitizer per tenant, with that tenant's credentials as literals.
@@ -99,6 +102,25 @@ impl GatewayState {
         let sanitizers = build_sanitizers(cfg, &vault)?;
         let metrics = Metrics::new()?;
         metrics.policies_loaded.set(policies.len() as i64);
+        let audit_key = crate::keys::load(&cfg.audit.signing_key).map_err(|e| StartError::Audit(e.to_string()))?;
+        let instance = crate::audit::instance_id(&cfg.audit.dir, cfg.audit.instance.as_deref()).map_err(StartError::Audit)?;
+        let tenants: Vec<String> = cfg.tenants.iter().map(|t| t.id.clone()).collect();
+        let auditor = crate::audit::Auditor::open(
+            &cfg.audit.dir,
+            &instance,
+            &tenants,
+            crate::audit::writer::WriterSettings {
+                commit_interval: Duration::from_millis(cfg.audit.commit_interval_ms),
+                commit_events: cfg.audit.commit_events,
+                segment_bytes: cfg.audit.segment_bytes,
+                root_interval: Duration::from_secs(cfg.audit.root_interval_secs),
+                channel_capacity: cfg.audit.queue,
+                signing_key: Arc::new(audit_key),
+            },
+            metrics.audit_events.clone(),
+        )
+        .map_err(StartError::Audit)?;
+        metrics.audit_healthy.set(1);
         Ok(GatewayState {
             gateway_did,
             routes: RouteTable::new(routes),
@@ -107,6 +129,7 @@ impl GatewayState {
             vault: ArcSwap::from_pointee(vault),
             sanitizers: ArcSwap::from_pointee(sanitizers),
             binary_policy: cfg.sanitize.binary,
+            auditor,
             metrics,
             connect_timeout: Duration::from_secs(cfg.server.upstream_connect_timeout_secs),
             read_timeout: Duration::from_secs(cfg.server.upstream_read_timeout_secs),

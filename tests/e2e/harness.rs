@@ -273,6 +273,7 @@ impl Default for GatewayOpts {
 }
 
 pub struct Gateway {
+    pub audit_key: SigningKey,
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub admin_port: u16,
@@ -301,6 +302,8 @@ impl Gateway {
         let upstream = opts.upstream.take().unwrap_or_else(Upstream::start);
         let (gateway_key, root_key, agent_key) = (opts.gateway_key.clone().unwrap_or_else(new_key), new_key(), new_key());
         write_key(&dir.path().join("gateway.pem"), &gateway_key);
+        let audit_key = new_key();
+        write_key(&dir.path().join("audit-signing.pem"), &audit_key);
         let pdir = dir.path().join("policies");
         std::fs::create_dir_all(&pdir).expect("mkdir");
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -362,6 +365,12 @@ dir = "policies"
 
 [sanitize]
 binary = "{binary}"
+
+[audit]
+dir = "audit"
+signing_key = "audit-signing.pem"
+root_interval_secs = 1
+commit_interval_ms = 5
 "#,
             replay = opts.replay_protection,
             root = did(&root_key),
@@ -374,6 +383,7 @@ binary = "{binary}"
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).expect("write config");
         let g = Gateway {
+            audit_key,
             dir,
             port,
             admin_port,

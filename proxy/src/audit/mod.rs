@@ -1,0 +1,137 @@
+//! The audit chain: one hash-chained, signed, crash-safe receipt per request.
+//!
+//! - [`record`]: the event and root formats, hashing and signing;
+//! - [`writer`]: one writer thread per chain, group commit, recovery;
+//! - [`verify`]: the offline verifier behind `capgate audit verify`.
+//!
+//! Chains are per (tenant, instance): the chain id is `<tenant>:<instance>`,
+//! and files live in `audit.dir/<tenant>/<instance>/`. Each gateway instance
+//! (its id is `audit.instance`, or a random id kept in `audit.dir/instance`)
+//! writes its own chain per tenant, so replicas never fork a chain and a
+//! tenant's export holds only its own events. Requests that never identified
+//! a tenant (no route, no or bad token) go to the `_unauthenticated` chain.
+//!
+//! Proxy threads never touch the disk: [`Auditor::record`] is a non-blocking
+//! channel send. Metrics count writes and failures; nothing reads audit
+//! payloads for telemetry.
+
+pub mod record;
+pub mod verify;
+pub mod writer;
+
+use record::RequestEvent;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use writer::{ChainWriter, Msg, Shared, WriterSettings};
+
+/// The tenant id of the chain for requests without a tenant.
+pub const UNAUTHENTICATED: &str = "_unauthenticated";
+
+struct Chain {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Every chain of this gateway instance.
+pub struct Auditor {
+    chains: HashMap<String, Chain>,
+    capacity: usize,
+    pub instance: String,
+    pub pubkey_did: String,
+}
+
+/// Read or create the instance id kept in the audit directory.
+pub fn instance_id(dir: &Path, configured: Option<&str>) -> Result<String, String> {
+    if let Some(i) = configured {
+        return Ok(i.to_owned());
+    }
+    let p = dir.join("instance");
+    match std::fs::read_to_string(&p) {
+        Ok(s) if crate::config::valid_name(s.trim()) => Ok(s.trim().to_owned()),
+        Ok(_) => Err(format!("{} does not hold a valid instance id", p.display())),
+        Err(_) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let mut b = [0u8; 6];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+            let id = format!("i{}", record::hex(&b));
+            std::fs::write(&p, &id).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok(id)
+        }
+    }
+}
+
+impl Auditor {
+    /// Open (recovering) one chain per tenant plus the unauthenticated chain.
+    pub fn open(
+        dir: &Path,
+        instance: &str,
+        tenants: &[String],
+        settings: WriterSettings,
+        events: prometheus::IntCounterVec,
+    ) -> Result<Auditor, String> {
+        let pubkey_did = capgate_filters::ucan::did::did_key(&settings.signing_key.verifying_key());
+        let mut chains = HashMap::new();
+        let all = tenants.iter().map(String::as_str).chain(std::iter::once(UNAUTHENTICATED));
+        for tenant in all {
+            let chain_dir: PathBuf = dir.join(tenant).join(instance);
+            let chain_id = format!("{tenant}:{instance}");
+            let shared = Arc::new(Shared {
+                unhealthy: AtomicBool::new(false),
+                pending: AtomicUsize::new(0),
+                events: events.clone(),
+            });
+            let w = ChainWriter::open(chain_dir, chain_id.clone(), settings.clone(), shared.clone())?;
+            let (tx, rx) = sync_channel(settings.channel_capacity);
+            let thread = std::thread::Builder::new()
+                .name(format!("audit-{tenant}"))
+                .spawn(move || w.run(rx))
+                .map_err(|e| format!("audit writer thread: {e}"))?;
+            chains.insert(tenant.to_owned(), Chain { tx, shared, thread: Mutex::new(Some(thread)) });
+        }
+        Ok(Auditor { chains, capacity: settings.channel_capacity, instance: instance.to_owned(), pubkey_did })
+    }
+
+    /// False when any chain cannot persist: new requests must be refused.
+    pub fn healthy(&self) -> bool {
+        self.chains.values().all(|c| !c.shared.unhealthy.load(Ordering::Relaxed))
+    }
+
+    /// Queue an event without blocking. A full channel marks the chain
+    /// unhealthy (before it is full, at 90 %, so events are not lost).
+    pub fn record(&self, ev: RequestEvent) {
+        let Some(chain) = self.chains.get(&ev.tenant).or_else(|| self.chains.get(UNAUTHENTICATED)) else { return };
+        let pending = chain.shared.pending.fetch_add(1, Ordering::Relaxed) + 1;
+        if pending * 10 >= self.capacity * 9 {
+            chain.shared.unhealthy.store(true, Ordering::Relaxed);
+        }
+        match chain.tx.try_send(Msg::Event(Box::new(ev))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                chain.shared.pending.fetch_sub(1, Ordering::Relaxed);
+                chain.shared.unhealthy.store(true, Ordering::Relaxed);
+                chain.shared.events.with_label_values(&["dropped"]).inc();
+                tracing::error!(tenant = %ev_tenant(&self.chains, chain), "audit channel full: event dropped; refusing requests");
+            }
+        }
+    }
+
+    /// Flush every chain, write final roots and stop the writers.
+    pub fn shutdown(&self) {
+        for c in self.chains.values() {
+            let _ = c.tx.send(Msg::Shutdown);
+        }
+        for c in self.chains.values() {
+            if let Some(t) = c.thread.lock().ok().and_then(|mut t| t.take()) {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn ev_tenant<'a>(chains: &'a HashMap<String, Chain>, c: &Chain) -> &'a str {
+    chains.iter().find(|(_, v)| std::ptr::eq(*v, c)).map(|(k, _)| k.as_str()).unwrap_or("?")
+}

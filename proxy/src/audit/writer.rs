@@ -1,0 +1,361 @@
+//! One chain's writer: a dedicated thread fed by a bounded channel.
+//!
+//! - Group commit: events are written and `fdatasync`ed every
+//!   `commit_interval` or every `commit_events` events, whichever comes first.
+//! - Segments `segment-NNNNNN.jsonl` rotate at `segment_bytes`; signed roots
+//!   go to `roots.jsonl` beside them, every `root_interval` and at shutdown.
+//! - On start the chain continues from its last durable event. A torn last
+//!   line (a crash mid-write) is moved aside to `torn-<seq>-<unix>.bin` and
+//!   recorded as a `torn_tail` event, so the chain stays verifiable and the
+//!   truncation is on the record.
+//! - Any failure to persist (I/O error, the segment replaced or removed
+//!   underneath, the channel filling up) marks the chain unhealthy; the
+//!   gateway then refuses new requests with `503 audit_unavailable` until a
+//!   retry succeeds. Unwritten events are kept and retried, never dropped
+//!   silently.
+
+use super::record::{genesis, rfc3339_now, seal_event, RequestEvent, Root};
+use ed25519_dalek::SigningKey;
+use prometheus::IntCounterVec;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Writer settings.
+#[derive(Clone)]
+pub struct WriterSettings {
+    pub commit_interval: Duration,
+    pub commit_events: usize,
+    pub segment_bytes: u64,
+    pub root_interval: Duration,
+    pub channel_capacity: usize,
+    pub signing_key: Arc<SigningKey>,
+}
+
+pub enum Msg {
+    Event(Box<RequestEvent>),
+    Shutdown,
+}
+
+/// State shared between the writer and the proxy threads.
+pub struct Shared {
+    pub unhealthy: AtomicBool,
+    pub pending: AtomicUsize,
+    pub events: IntCounterVec,
+}
+
+pub struct ChainWriter {
+    dir: PathBuf,
+    chain: String,
+    seq: u64,
+    head: String,
+    seg_index: u32,
+    seg: File,
+    seg_len: u64,
+    seg_id: (u64, u64),
+    roots: File,
+    last_root_seq: u64,
+    last_root_at: Instant,
+    settings: WriterSettings,
+    shared: Arc<Shared>,
+    /// Events accepted but not yet durable.
+    batch: Vec<RequestEvent>,
+    batch_started: Option<Instant>,
+}
+
+fn segment_name(i: u32) -> String {
+    format!("segment-{i:06}.jsonl")
+}
+
+fn io<E: std::fmt::Display>(what: &str, p: &Path) -> impl FnOnce(E) -> String {
+    let what = what.to_owned();
+    let p = p.display().to_string();
+    move |e| format!("{what} {p}: {e}")
+}
+
+fn open_append(p: &Path) -> Result<File, String> {
+    OpenOptions::new().create(true).append(true).read(true).open(p).map_err(io("open", p))
+}
+
+fn file_id(f: &File) -> (u64, u64) {
+    f.metadata().map(|m| (m.dev(), m.ino())).unwrap_or((0, 0))
+}
+
+/// The segments of a chain directory, in order.
+pub fn segments(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let mut out: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n = name.strip_prefix("segment-")?.strip_suffix(".jsonl")?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Cut a torn last line off `path`: returns the torn bytes.
+fn cut_torn_tail(path: &Path) -> Result<Vec<u8>, String> {
+    let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(io("open", path))?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data).map_err(io("read", path))?;
+    let keep = data.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+    // A complete last line that is not valid JSON is torn too (a crash can
+    // leave zeros after a partial write on some filesystems).
+    let mut keep = keep;
+    if keep > 0 {
+        let start = data[..keep - 1].iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+        if serde_json::from_slice::<serde_json::Value>(&data[start..keep - 1]).is_err() {
+            keep = start;
+        }
+    }
+    if keep == data.len() {
+        return Ok(Vec::new());
+    }
+    let torn = data[keep..].to_vec();
+    f.set_len(keep as u64).map_err(io("truncate", path))?;
+    f.sync_all().map_err(io("sync", path))?;
+    Ok(torn)
+}
+
+/// The last complete line of a file, if any.
+fn last_line(path: &Path) -> Result<Option<serde_json::Value>, String> {
+    let mut f = File::open(path).map_err(io("open", path))?;
+    let len = f.metadata().map_err(io("stat", path))?.len();
+    let back = len.min(1 << 20);
+    f.seek(SeekFrom::Start(len - back)).map_err(io("seek", path))?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data).map_err(io("read", path))?;
+    let text = String::from_utf8_lossy(&data);
+    match text.trim_end_matches('\n').rsplit('\n').next() {
+        Some(l) if !l.is_empty() => Ok(Some(serde_json::from_str(l).map_err(|e| format!("{}: last line: {e}", path.display()))?)),
+        _ => Ok(None),
+    }
+}
+
+impl ChainWriter {
+    /// Open (or create) the chain in `dir`, recovering a torn tail.
+    pub fn open(dir: PathBuf, chain: String, settings: WriterSettings, shared: Arc<Shared>) -> Result<Self, String> {
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let segs = segments(&dir);
+        let mut torn: Vec<u8> = Vec::new();
+        let (seg_index, mut seq, mut head) = match segs.last() {
+            None => (1, 0, genesis(&chain)),
+            Some((i, p)) => {
+                torn = cut_torn_tail(p)?;
+                // The newest non-empty segment holds the last event.
+                let mut found = None;
+                for (_, sp) in segs.iter().rev() {
+                    if let Some(v) = last_line(sp)? {
+                        found = Some(v);
+                        break;
+                    }
+                }
+                match found {
+                    None => (*i, 0, genesis(&chain)),
+                    Some(v) => {
+                        let seq = v.get("seq").and_then(|s| s.as_u64()).ok_or("last event has no seq")?;
+                        let hash = v.get("hash").and_then(|s| s.as_str()).ok_or("last event has no hash")?.to_owned();
+                        if v.get("chain").and_then(|c| c.as_str()) != Some(chain.as_str()) {
+                            return Err(format!("{}: the chain id does not match {chain}", dir.display()));
+                        }
+                        (*i, seq, hash)
+                    }
+                }
+            }
+        };
+        let seg_path = dir.join(segment_name(seg_index));
+        let seg = open_append(&seg_path)?;
+        let seg_len = seg.metadata().map_err(io("stat", &seg_path))?.len();
+        let roots_path = dir.join("roots.jsonl");
+        if roots_path.exists() {
+            cut_torn_tail(&roots_path)?;
+        }
+        let roots = open_append(&roots_path)?;
+        let last_root_seq = match last_line(&roots_path)? {
+            Some(v) => v.get("seq").and_then(|s| s.as_u64()).unwrap_or(0),
+            None => 0,
+        };
+        let mut w = ChainWriter {
+            seg_id: file_id(&seg),
+            dir,
+            chain,
+            seq: 0,
+            head: String::new(),
+            seg_index,
+            seg,
+            seg_len,
+            roots,
+            last_root_seq,
+            last_root_at: Instant::now(),
+            settings,
+            shared,
+            batch: Vec::new(),
+            batch_started: None,
+        };
+        std::mem::swap(&mut w.seq, &mut seq);
+        std::mem::swap(&mut w.head, &mut head);
+        if !torn.is_empty() {
+            let name = format!("torn-{}-{}.bin", w.seq + 1, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+            let p = w.dir.join(&name);
+            std::fs::write(&p, &torn).map_err(io("write", &p))?;
+            let note = RequestEvent {
+                event: "torn_tail".into(),
+                decision: "error".into(),
+                reason: "torn_tail_recovered".into(),
+                torn_bytes: Some(torn.len() as u64),
+                torn_file: Some(name),
+                ..Default::default()
+            };
+            w.batch.push(note);
+            w.commit()?;
+        }
+        Ok(w)
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Write and sync the batch. On failure the batch is kept, the file is
+    /// cut back to its last durable length, and the error is returned.
+    fn commit(&mut self) -> Result<(), String> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let seg_path = self.dir.join(segment_name(self.seg_index));
+        let on_disk = std::fs::metadata(&seg_path).map(|m| (m.dev(), m.ino()));
+        if on_disk.ok() != Some(self.seg_id) {
+            return Err(format!("{} was removed or replaced", seg_path.display()));
+        }
+        let mut buf = Vec::with_capacity(self.batch.len() * 512);
+        let (mut seq, mut head) = (self.seq, self.head.clone());
+        let ts = rfc3339_now();
+        for ev in &self.batch {
+            let (line, hash) = seal_event(ev, seq + 1, &ts, &self.chain, &head)?;
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+            seq += 1;
+            head = hash;
+        }
+        let res = self.seg.write_all(&buf).and_then(|_| self.seg.sync_data());
+        if let Err(e) = res {
+            let _ = self.seg.set_len(self.seg_len);
+            return Err(format!("write {}: {e}", seg_path.display()));
+        }
+        self.seg_len += buf.len() as u64;
+        self.shared.events.with_label_values(&["written"]).inc_by(self.batch.len() as u64);
+        self.batch.clear();
+        self.batch_started = None;
+        self.seq = seq;
+        self.head = head;
+        if self.seg_len >= self.settings.segment_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<(), String> {
+        let next = self.dir.join(segment_name(self.seg_index + 1));
+        let f = open_append(&next)?;
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        self.seg_index += 1;
+        self.seg_id = file_id(&f);
+        self.seg = f;
+        self.seg_len = 0;
+        Ok(())
+    }
+
+    /// Append a signed root for the current head, if it advanced.
+    fn write_root(&mut self) -> Result<(), String> {
+        self.last_root_at = Instant::now();
+        if self.seq == 0 || self.seq == self.last_root_seq {
+            return Ok(());
+        }
+        let root = Root::sign(&self.settings.signing_key, &self.chain, self.seq, &self.head, &rfc3339_now())?;
+        let mut line = serde_json::to_vec(&root).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        self.roots.write_all(&line).and_then(|_| self.roots.sync_data()).map_err(|e| format!("roots: {e}"))?;
+        self.last_root_seq = self.seq;
+        Ok(())
+    }
+
+    fn set_health(&self, ok: bool) {
+        let drained = self.shared.pending.load(Ordering::Relaxed) < self.settings.channel_capacity / 2;
+        self.shared.unhealthy.store(!(ok && drained), Ordering::Relaxed);
+    }
+
+    fn try_commit(&mut self) {
+        match self.commit() {
+            Ok(()) => self.set_health(true),
+            Err(e) => {
+                if !self.shared.unhealthy.swap(true, Ordering::Relaxed) {
+                    tracing::error!(chain = %self.chain, error = %e, "audit chain cannot persist; refusing requests");
+                }
+                self.shared.events.with_label_values(&["failed"]).inc();
+            }
+        }
+    }
+
+    /// The writer loop; returns at shutdown or when every sender is gone.
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            let wait = match self.batch_started {
+                Some(t) => self.settings.commit_interval.saturating_sub(t.elapsed()),
+                None => self.settings.root_interval.saturating_sub(self.last_root_at.elapsed()).min(Duration::from_secs(1)),
+            };
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Event(ev)) => {
+                    self.shared.pending.fetch_sub(1, Ordering::Relaxed);
+                    self.batch.push(*ev);
+                    self.batch_started.get_or_insert_with(Instant::now);
+                    if self.batch.len() >= self.settings.commit_events {
+                        self.try_commit();
+                    }
+                }
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    while let Ok(Msg::Event(ev)) = rx.try_recv() {
+                        self.batch.push(*ev);
+                    }
+                    self.try_commit();
+                    if let Err(e) = self.write_root() {
+                        tracing::error!(chain = %self.chain, error = %e, "audit: final root not written");
+                    }
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.batch_started.is_some_and(|t| t.elapsed() >= self.settings.commit_interval) {
+                        self.try_commit();
+                        if !self.batch.is_empty() {
+                            // Still failing: back off before the next retry.
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    } else if self.batch.is_empty() {
+                        self.set_health(self.seg_still_ours());
+                    }
+                    if self.last_root_at.elapsed() >= self.settings.root_interval {
+                        if let Err(e) = self.write_root() {
+                            tracing::error!(chain = %self.chain, error = %e, "audit: root not written");
+                            self.shared.unhealthy.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn seg_still_ours(&self) -> bool {
+        let p = self.dir.join(segment_name(self.seg_index));
+        std::fs::metadata(&p).map(|m| (m.dev(), m.ino())).ok() == Some(self.seg_id)
+    }
+}
