@@ -274,6 +274,8 @@ impl Default for GatewayOpts {
 
 pub struct Gateway {
     pub audit_key: SigningKey,
+    /// Root key of the second tenant, "other".
+    pub other_root_key: SigningKey,
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub admin_port: u16,
@@ -303,6 +305,7 @@ impl Gateway {
         let (gateway_key, root_key, agent_key) = (opts.gateway_key.clone().unwrap_or_else(new_key), new_key(), new_key());
         write_key(&dir.path().join("gateway.pem"), &gateway_key);
         let audit_key = new_key();
+        let other_root_key = new_key();
         write_key(&dir.path().join("audit-signing.pem"), &audit_key);
         let pdir = dir.path().join("policies");
         std::fs::create_dir_all(&pdir).expect("mkdir");
@@ -375,7 +378,7 @@ commit_interval_ms = 5
             replay = opts.replay_protection,
             root = did(&root_key),
             extra = opts.extra_roots.iter().map(|r| format!(", \"{r}\"")).collect::<String>(),
-            other = did(&new_key()),
+            other = did(&other_root_key),
             up = upstream.url(),
             dead = free_port(),
             binary = if opts.binary_block { "block" } else { "pass" },
@@ -384,6 +387,7 @@ commit_interval_ms = 5
         std::fs::write(&config_path, config).expect("write config");
         let g = Gateway {
             audit_key,
+            other_root_key,
             dir,
             port,
             admin_port,
@@ -422,7 +426,18 @@ commit_interval_ms = 5
 
     pub fn start(opts: GatewayOpts) -> Gateway {
         let mut g = Gateway::prepare(opts);
-        let log = std::fs::File::create(g.dir.path().join("gateway.log")).expect("log file");
+        g.spawn();
+        g
+    }
+
+    /// Start (or restart) the serve process and wait until it is ready.
+    pub fn spawn(&mut self) {
+        let g = self;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(g.dir.path().join("gateway.log"))
+            .expect("log file");
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&g.config_path)
@@ -446,7 +461,45 @@ commit_interval_ms = 5
             assert!(Instant::now() < deadline, "capgate did not become ready: {}", g.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-        g
+    }
+
+    /// SIGTERM (graceful: audit chains are flushed and get a final root) and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "capgate did not stop on SIGTERM: {}", self.log());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn audit_dir(&self) -> PathBuf {
+        self.dir.path().join("audit")
+    }
+
+    /// `capgate audit verify DIR --pubkey <audit key> --json`: (exit code, report).
+    pub fn verify_audit(&self, dir: &Path) -> (i32, serde_json::Value) {
+        let out = Command::new(BIN)
+            .args(["audit", "verify"])
+            .arg(dir)
+            .args(["--pubkey", &did(&self.audit_key), "--json"])
+            .output()
+            .expect("run verify");
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out.status.code().unwrap_or(-1), v)
     }
 
     pub fn log(&self) -> String {

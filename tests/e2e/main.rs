@@ -2,6 +2,7 @@
 //! loopback, called over HTTP with real tokens. Every refusal is produced by
 //! the real pipeline.
 
+mod audit;
 mod harness;
 mod interop;
 mod pipeline;
