@@ -130,7 +130,11 @@ pub fn verify_chain(dir: &Path, pubkey: &VerifyingKey) -> Result<ChainReport, St
         .into_iter()
         .max_by_key(|(_, n)| *n)
         .map(|(c, _)| c.to_owned())
-        .unwrap_or_default();
+        .unwrap_or_else(|| {
+            // An empty chain: its id follows from the directory layout.
+            let name = |p: Option<&Path>| p.and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            format!("{}:{}", name(dir.parent()), name(Some(dir)))
+        });
     let seqs: Vec<Option<u64>> = parsed.iter().map(|o| o.as_ref().and_then(|o| o.get("seq")?.as_u64())).collect();
     let mut report = ChainReport {
         dir: dir.to_owned(),
