@@ -1,9 +1,16 @@
-//! The admin listener (loopback by default, never the agent port):
-//! `/healthz` (the process is up), `/readyz` (policies, vault and routes are
-//! loaded, so requests can be decided), `/metrics` (Prometheus text) and
-//! `/v1/audit/pubkey` (the did:key that signs audit roots).
+//! The admin listener (loopback by default, never the agent port).
+//!
+//! Open: `/healthz` (the process is up), `/readyz` (policies, vault, routes
+//! loaded and the audit trail writable) and `/metrics` (Prometheus text).
+//! Everything else needs an admin UCAN ([`crate::admin_auth`]):
+//! - `GET /v1/audit/pubkey`: the did:key that signs audit roots;
+//! - `GET /v1/revocations`, `POST /v1/revocations` (`{"cid"}` or `{"did"}`):
+//!   a tenant admin sees and revokes only within its tenant;
+//! - `POST /v1/policies/reload` (operators only).
 
+use crate::admin_auth::AdminPrincipal;
 use crate::state::GatewayState;
+use crate::state_store::{Revocation, RevokedKind};
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
@@ -27,32 +34,143 @@ pub fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Respons
     r
 }
 
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> {
+    let mut body = serde_json::to_vec(&v).unwrap_or_default();
+    body.push(b'\n');
+    respond(status, "application/json", body)
+}
+
+fn refuse(r: &crate::refusal::Refusal) -> Response<Vec<u8>> {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+    respond(status, "application/json", r.body(&crate::request_id::next()))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The most an admin request body may hold.
+const MAX_ADMIN_BODY: usize = 16 * 1024;
+
+async fn read_body(session: &mut ServerSession) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_ADMIN_BODY {
+                    return None;
+                }
+            }
+            Ok(None) => return Some(body),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    #[serde(default)]
+    cid: Option<String>,
+    #[serde(default)]
+    did: Option<String>,
+    /// Operators may scope a revocation to one tenant (default: every tenant).
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+impl AdminApp {
+    async fn revoke(&self, session: &mut ServerSession, who: &AdminPrincipal) -> Response<Vec<u8>> {
+        let bad = |why: &str| refuse(&crate::refusal::Refusal::new(400, "bad_request", why.to_owned()));
+        let Some(body) = read_body(session).await else { return bad("the body is unreadable or too large") };
+        let Ok(req) = serde_json::from_slice::<RevokeBody>(&body) else {
+            return bad("expected {\"cid\": CID} or {\"did\": DID}");
+        };
+        let (kind, value) = match (req.cid, req.did) {
+            (Some(c), None) if capgate_filters::ucan::Cid::parse(&c).is_some() => (RevokedKind::Cid, c),
+            (None, Some(d)) if capgate_filters::ucan::did::parse_did_key(&d).is_ok() => (RevokedKind::Did, d),
+            _ => return bad("give exactly one of a valid cid or an Ed25519 did:key"),
+        };
+        let tenant = match (req.tenant, who.is_operator()) {
+            (Some(t), true) => t,
+            (None, true) => "*".to_owned(),
+            (Some(t), false) if who.may_touch(&t) => t,
+            (None, false) => who.scope.to_string(),
+            (Some(_), false) => {
+                return refuse(&crate::refusal::Refusal::new(403, "admin_forbidden", "a tenant admin may only revoke within its tenant"))
+            }
+        };
+        let r = Revocation { kind, value, tenant, by: who.did.clone(), at: unix_now() };
+        match self.state.store.add_revocation(r.clone()) {
+            Ok(new) => {
+                self.state.revocations.add(&r);
+                tracing::warn!(kind = ?r.kind, tenant = %r.tenant, by = %r.by, "revocation added");
+                json(if new { StatusCode::CREATED } else { StatusCode::OK }, serde_json::json!({"revoked": r, "new": new}))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "revocation could not be persisted");
+                refuse(&crate::refusal::Refusal::new(503, "state_unavailable", "the revocation could not be persisted"))
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_owned();
+        let method = session.req_header().method.as_str().to_owned();
         match path.as_str() {
-            "/healthz" => respond(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-            "/readyz" if !self.state.auditor.healthy() => respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "application/json",
-                br#"{"ready":false,"reason":"audit_unavailable"}"#.to_vec(),
-            ),
+            "/healthz" => return respond(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/readyz" if !self.state.auditor.healthy() => {
+                return respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    br#"{"ready":false,"reason":"audit_unavailable"}"#.to_vec(),
+                )
+            }
             "/readyz" => {
                 let body = format!(
                     "{{\"ready\":true,\"gateway_did\":\"{}\",\"policies\":{}}}\n",
                     self.state.gateway_did,
                     self.state.policies.load().len()
                 );
-                respond(StatusCode::OK, "application/json", body.into_bytes())
+                return respond(StatusCode::OK, "application/json", body.into_bytes());
             }
             "/metrics" => {
                 self.state.metrics.audit_healthy.set(i64::from(self.state.auditor.healthy()));
-                respond(StatusCode::OK, "text/plain; version=0.0.4", self.state.metrics.render())
+                return respond(StatusCode::OK, "text/plain; version=0.0.4", self.state.metrics.render());
             }
-            "/v1/audit/pubkey" => {
-                let body = format!("{{\"key\":\"{}\",\"instance\":\"{}\"}}\n", self.state.auditor.pubkey_did, self.state.auditor.instance);
-                respond(StatusCode::OK, "application/json", body.into_bytes())
+            _ => {}
+        }
+        let auth = session.req_header().headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let who = match self.state.admin_auth.authenticate(auth.as_deref(), unix_now()) {
+            Ok(p) => p,
+            Err(r) => return refuse(&r),
+        };
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/v1/audit/pubkey") => json(
+                StatusCode::OK,
+                serde_json::json!({"key": self.state.auditor.pubkey_did, "instance": self.state.auditor.instance}),
+            ),
+            ("GET", "/v1/revocations") => match self.state.store.revocations() {
+                Ok(list) => {
+                    let visible: Vec<_> = list.into_iter().filter(|r| who.is_operator() || r.tenant == *who.scope).collect();
+                    json(StatusCode::OK, serde_json::json!({ "revocations": visible }))
+                }
+                Err(_) => refuse(&crate::refusal::Refusal::new(503, "state_unavailable", "revocations could not be read")),
+            },
+            ("POST", "/v1/revocations") => self.revoke(session, &who).await,
+            ("POST", "/v1/policies/reload") if who.is_operator() => match self.state.reload_policies("admin api") {
+                Ok(n) => json(StatusCode::OK, serde_json::json!({"reloaded": true, "policies": n})),
+                Err(e) => json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    serde_json::json!({"error": "policy_invalid", "reason": e, "request_id": crate::request_id::next()}),
+                ),
+            },
+            ("POST", "/v1/policies/reload") => {
+                refuse(&crate::refusal::Refusal::new(403, "admin_forbidden", "only operators may reload policies"))
             }
             _ => respond(
                 StatusCode::NOT_FOUND,

@@ -7,7 +7,7 @@
 //!    (TRACE would reflect the injected credential; CONNECT tunnels);
 //! 1. normalise the path → `400 bad_path`; match a route → `404 no_route`;
 //! 2. take the bearer token → `401 token_missing` / `token_malformed`;
-//! 3. verify the UCAN chain → `401 <reason>`;
+//! 3. verify the UCAN chain → `401 <reason>`; any revoked link (CID or issuer DID) → `401 revoked`;
 //! 4. match the capability against method + upstream URL → `403 capability_mismatch`;
 //! 5. replay → `401 replayed` / `401 nonce_missing`;
 //! 6. Cedar → `403 policy_denied`, naming the policies;
@@ -128,6 +128,10 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
     d.cache_hit = Some(verified.cache_hit);
     let chain = verified.chain;
     d.chain = Some(chain.clone());
+
+    if state.revocations.is_revoked(&chain) {
+        return Err(Refusal::new(401, "revoked", "a token or issuer of this chain has been revoked"));
+    }
 
     let upstream_path = route.upstream_path(&path);
     let up = &route.upstream;

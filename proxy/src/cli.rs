@@ -44,11 +44,31 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Revoke a token CID or an issuer DID on a running gateway.
+    Revoke {
+        #[arg(long, conflicts_with = "did", required_unless_present = "did")]
+        cid: Option<String>,
+        #[arg(long)]
+        did: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// The audit trail: verify, export, public key.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// How the CLI reaches the admin API.
+#[derive(Args)]
+pub struct AdminArgs {
+    /// Key file of an operator or a tenant root (signs a short-lived admin UCAN).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The admin listener (default: `server.admin_listen` of the config).
+    #[arg(long)]
+    pub admin: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +172,11 @@ pub enum PolicyCommand {
         /// The directory (default: `[policies] dir` of the config).
         dir: Option<PathBuf>,
     },
+    /// Ask a running gateway to reload its policies (operators only).
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// Run the CLI; returns the process exit code.
@@ -211,6 +236,29 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             println!("exported {tenant} to {}", out.display());
             Ok(())
         }
+        Command::Revoke { cid, did, admin } => {
+            let body = match (cid, did) {
+                (Some(c), _) => serde_json::json!({ "cid": c }),
+                (None, Some(d)) => serde_json::json!({ "did": d }),
+                (None, None) => return Err("give --cid or --did".into()),
+            };
+            let (status, text) = admin_call(&cli.config, &admin, "POST", "/v1/revocations", Some(&body.to_string()))?;
+            println!("{text}");
+            if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err(format!("the gateway answered {status}"))
+            }
+        }
+        Command::Policy { command: PolicyCommand::Reload { admin } } => {
+            let (status, text) = admin_call(&cli.config, &admin, "POST", "/v1/policies/reload", None)?;
+            println!("{text}");
+            if status == 200 {
+                Ok(())
+            } else {
+                Err(format!("the gateway answered {status}"))
+            }
+        }
         Command::Policy { command: PolicyCommand::Check { dir } } => {
             let dir = match dir {
                 Some(d) => d,
@@ -221,6 +269,39 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Call the admin API with a fresh 60-second admin UCAN signed by `--key`.
+fn admin_call(config: &Path, a: &AdminArgs, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let cfg = load_config(config)?;
+    let gk = crate::keys::load(&cfg.server.identity_key).map_err(|e| e.to_string())?;
+    let key = crate::keys::load(&a.key).map_err(|e| e.to_string())?;
+    let token = mint(
+        &key,
+        &MintSpec {
+            audience: crate::keys::did_of(&gk),
+            capabilities: vec![(crate::admin_auth::ADMIN_RESOURCE.into(), "*".into())],
+            expires: unix_now() + 60,
+            ..Default::default()
+        },
+    );
+    let addr = a.admin.clone().unwrap_or(cfg.server.admin_listen.clone());
+    let addr = addr.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).map_err(|e| format!("{addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("{addr}: {e}"))?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| format!("{addr}: {e}"))?;
+    let status = resp.get(9..12).and_then(|c| c.parse().ok()).ok_or("the admin API sent no HTTP status")?;
+    let text = resp.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_owned()).unwrap_or_default();
+    Ok((status, text))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {

@@ -40,6 +40,9 @@ pub struct Config {
     pub sanitize: SanitizeSection,
     pub audit: AuditSection,
     #[serde(default)]
+    pub admin: AdminSection,
+    pub state: StateSection,
+    #[serde(default)]
     pub dev: DevSection,
     /// Where the file was read from (not a TOML key).
     #[serde(skip)]
@@ -225,6 +228,25 @@ impl Default for PoliciesSection {
     }
 }
 
+/// Who may use the admin API beyond tenant roots.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Operator did:keys: admin tokens rooted here act on every tenant.
+    #[serde(default)]
+    pub operators: Vec<String>,
+    /// Key files whose did:keys are operators (development).
+    #[serde(default)]
+    pub operator_keys: Vec<PathBuf>,
+}
+
+/// Where governance state (revocations) is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    pub path: PathBuf,
+}
+
 /// The audit chain. Required: capgate serves nothing unaudited.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -326,6 +348,8 @@ impl Config {
         resolve(&mut cfg.policies.dir);
         resolve(&mut cfg.audit.dir);
         resolve(&mut cfg.audit.signing_key);
+        resolve(&mut cfg.state.path);
+        cfg.admin.operator_keys.iter_mut().for_each(resolve);
         for t in &mut cfg.tenants {
             t.root_keys.iter_mut().for_each(resolve);
         }
@@ -437,6 +461,11 @@ impl Config {
                 return Err(self.invalid("audit.instance", "must be 1-64 of [A-Za-z0-9_.-]"));
             }
         }
+        for (j, op) in self.admin.operators.iter().enumerate() {
+            if capgate_filters::ucan::did::parse_did_key(op).is_err() {
+                return Err(self.invalid(format!("admin.operators[{j}]"), "is not an Ed25519 did:key"));
+            }
+        }
         if self.vault.key_env.is_empty() {
             return Err(self.invalid("vault.key_env", "must name an environment variable"));
         }
@@ -477,6 +506,8 @@ path = "vault.json"
 [audit]
 dir = "audit"
 signing_key = "audit.pem"
+[state]
+path = "state.json"
 "#;
 
     fn err(text: &str) -> String {

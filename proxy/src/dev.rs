@@ -48,6 +48,9 @@ pub fn bootstrap(cfg: &Config) -> Result<Bootstrapped, String> {
             ensure_key(p)?;
         }
     }
+    for p in &cfg.admin.operator_keys {
+        ensure_key(p)?;
+    }
     if std::env::var_os(&cfg.vault.key_env).is_none() {
         let f = dev_key_file(cfg);
         if !f.exists() {

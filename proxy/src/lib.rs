@@ -15,15 +15,17 @@
 //! - [`response_sanitize`]: what the agent receives (secrets and invisible Unicode removed);
 //! - [`routes`], [`resolve`]: where a request goes;
 //! - [`vault`]: sealed credentials;
-//! - [`policies`]: loading the Cedar files;
+//! - [`policies`], [`reload`]: loading the Cedar files, and reloading them live;
 //! - [`refusal`]: the JSON error contract;
 //! - [`audit`]: the hash-chained, signed audit trail and its verifier;
-//! - [`metrics`], [`admin`]: Prometheus and the admin listener;
+//! - [`metrics`], [`admin`], [`admin_auth`]: Prometheus and the authenticated admin listener;
+//! - [`revocations`], [`state_store`]: revocation and the governance state seam;
 //! - [`keys`]: PKCS#8 key files; [`cli`]: the `capgate` command;
 //! - [`dev`]: development bootstrap and the echo upstream;
 //! - [`server`]: start-up.
 
 pub mod admin;
+pub mod admin_auth;
 pub mod audit;
 pub mod admission;
 pub mod cli;
@@ -34,12 +36,15 @@ pub mod keys;
 pub mod metrics;
 pub mod policies;
 pub mod refusal;
+pub mod reload;
 pub mod request_id;
 pub mod resolve;
+pub mod revocations;
 pub mod response_sanitize;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod state_store;
 pub mod telemetry;
 pub mod upstream_headers;
 pub mod vault;

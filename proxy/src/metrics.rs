@@ -28,6 +28,8 @@ pub struct Metrics {
     pub audit_events: IntCounterVec,
     /// `capgate_audit_healthy`: 1 while every chain persists, 0 while requests are refused.
     pub audit_healthy: IntGauge,
+    /// `capgate_policy_reloads_total{result}`: ok or error.
+    pub policy_reloads: IntCounterVec,
 }
 
 /// Fold a method into a bounded label value.
@@ -90,6 +92,9 @@ impl Metrics {
         let audit_healthy = IntGauge::new("capgate_audit_healthy", "1 while the audit chains persist; 0 while requests are refused.")?;
         registry.register(Box::new(audit_events.clone()))?;
         registry.register(Box::new(audit_healthy.clone()))?;
+        let policy_reloads =
+            IntCounterVec::new(Opts::new("capgate_policy_reloads_total", "Policy reloads by result: ok or error."), &["result"])?;
+        registry.register(Box::new(policy_reloads.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -102,6 +107,7 @@ impl Metrics {
             bodies,
             audit_events,
             audit_healthy,
+            policy_reloads,
         })
     }
 

@@ -22,6 +22,14 @@ fn read(dir: &Path, name: &str) -> Result<String, PolicyFilesError> {
     std::fs::read_to_string(&p).map_err(|source| PolicyFilesError::Read { path: p.display().to_string(), source })
 }
 
+/// The newest modification time of the policy files (for the file watch).
+pub fn stamp(dir: &Path) -> Option<std::time::SystemTime> {
+    [SCHEMA_FILE, AUTHZ_FILE]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).and_then(|m| m.modified()).ok())
+        .max()
+}
+
 /// Read and validate the authorization set in `dir`.
 pub fn load_authz(dir: &Path) -> Result<PolicyEngine, PolicyFilesError> {
     let schema = read(dir, SCHEMA_FILE)?;

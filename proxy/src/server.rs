@@ -42,6 +42,11 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
     admin.add_tcp(&cfg.server.admin_listen);
     server.add_service(admin);
 
+    server.add_service(pingora::services::background::background_service(
+        "capgate policy reload",
+        crate::reload::PolicyReloader { state: state.clone() },
+    ));
+
     if let Some(addr) = &cfg.dev.echo_upstream {
         let mut echo = Service::new("capgate dev echo upstream".to_owned(), crate::dev::EchoApp);
         echo.add_tcp(addr);

@@ -28,6 +28,11 @@ pub struct GatewayState {
     pub sanitizers: ArcSwap<HashMap<String, Arc<Sanitizer>>>,
     pub binary_policy: crate::config::BinaryPolicy,
     pub auditor: crate::audit::Auditor,
+    pub store: Arc<dyn crate::state_store::StateStore>,
+    pub revocations: crate::revocations::RevocationSet,
+    pub admin_auth: crate::admin_auth::AdminAuth,
+    pub policies_dir: std::path::PathBuf,
+    policy_stamp: std::sync::Mutex<Option<std::time::SystemTime>>,
     /// Resolved upstream addresses by `host:port`, refreshed every 30 s.
     pub dns: moka::sync::Cache<String, std::net::SocketAddr>,
 }
@@ -55,6 +60,45 @@ pub enum StartError {
     Sanitizer(String),
     #[error("audit: {0}")]
     Audit(String),
+    #[error("state: {0}")]
+    State(String),
+}
+
+impl GatewayState {
+    /// Re-read and validate the policy files; swap them in atomically only
+    /// when they validate. The old set keeps serving otherwise.
+    pub fn reload_policies(&self, trigger: &str) -> Result<usize, String> {
+        match crate::policies::load_authz(&self.policies_dir) {
+            Ok(engine) => {
+                let n = engine.len();
+                self.policies.store(Arc::new(engine));
+                self.metrics.policies_loaded.set(n as i64);
+                self.metrics.policy_reloads.with_label_values(&["ok"]).inc();
+                if let Ok(mut s) = self.policy_stamp.lock() {
+                    *s = crate::policies::stamp(&self.policies_dir);
+                }
+                tracing::info!(trigger, policies = n, "policies reloaded");
+                Ok(n)
+            }
+            Err(e) => {
+                self.metrics.policy_reloads.with_label_values(&["error"]).inc();
+                if let Ok(mut s) = self.policy_stamp.lock() {
+                    *s = crate::policies::stamp(&self.policies_dir);
+                }
+                tracing::error!(trigger, error = %e, "policy reload refused; the previous policies keep serving");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Reload when the policy files changed since the last load (file watch).
+    pub fn reload_if_changed(&self) {
+        let now = crate::policies::stamp(&self.policies_dir);
+        let changed = self.policy_stamp.lock().map(|s| *s != now).unwrap_or(false);
+        if changed {
+            let _ = self.reload_policies("file watch");
+        }
+    }
 }
 
 /// One sanitizer per tenant, with that tenant's credentials as literals.
@@ -88,6 +132,15 @@ impl GatewayState {
                 }
             }
         }
+        let mut operators = cfg.admin.operators.clone();
+        for p in &cfg.admin.operator_keys {
+            let k = crate::keys::load(p).map_err(|e| StartError::Roots(format!("admin.operator_keys: {e}")))?;
+            operators.push(crate::keys::did_of(&k));
+        }
+        let admin_auth = crate::admin_auth::AdminAuth::new(&gateway_did, &operators, &roots);
+        let store: Arc<dyn crate::state_store::StateStore> =
+            Arc::new(crate::state_store::FileStore::open(&cfg.state.path).map_err(StartError::State)?);
+        let revocations = crate::revocations::RevocationSet::new(&store.revocations().map_err(StartError::State)?);
         let verifier = Verifier::new(VerifierConfig {
             gateway_did: gateway_did.clone(),
             roots,
@@ -130,6 +183,11 @@ impl GatewayState {
             sanitizers: ArcSwap::from_pointee(sanitizers),
             binary_policy: cfg.sanitize.binary,
             auditor,
+            store,
+            revocations,
+            admin_auth,
+            policy_stamp: std::sync::Mutex::new(crate::policies::stamp(&cfg.policies.dir)),
+            policies_dir: cfg.policies.dir.clone(),
             metrics,
             connect_timeout: Duration::from_secs(cfg.server.upstream_connect_timeout_secs),
             read_timeout: Duration::from_secs(cfg.server.upstream_read_timeout_secs),

@@ -273,6 +273,8 @@ impl Default for GatewayOpts {
 }
 
 pub struct Gateway {
+    /// An operator (admin API, every tenant).
+    pub operator_key: SigningKey,
     pub audit_key: SigningKey,
     /// Root key of the second tenant, "other".
     pub other_root_key: SigningKey,
@@ -306,6 +308,7 @@ impl Gateway {
         write_key(&dir.path().join("gateway.pem"), &gateway_key);
         let audit_key = new_key();
         let other_root_key = new_key();
+        let operator_key = new_key();
         write_key(&dir.path().join("audit-signing.pem"), &audit_key);
         let pdir = dir.path().join("policies");
         std::fs::create_dir_all(&pdir).expect("mkdir");
@@ -374,6 +377,12 @@ dir = "audit"
 signing_key = "audit-signing.pem"
 root_interval_secs = 1
 commit_interval_ms = 5
+
+[admin]
+operators = ["{operator}"]
+
+[state]
+path = "governance.json"
 "#,
             replay = opts.replay_protection,
             root = did(&root_key),
@@ -382,10 +391,12 @@ commit_interval_ms = 5
             up = upstream.url(),
             dead = free_port(),
             binary = if opts.binary_block { "block" } else { "pass" },
+            operator = did(&operator_key),
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).expect("write config");
         let g = Gateway {
+            operator_key,
             audit_key,
             other_root_key,
             dir,
@@ -488,6 +499,32 @@ commit_interval_ms = 5
 
     pub fn audit_dir(&self) -> PathBuf {
         self.dir.path().join("audit")
+    }
+
+    /// An admin UCAN from `key` (operator or tenant root).
+    pub fn admin_token(&self, key: &SigningKey) -> String {
+        mint(
+            key,
+            &MintSpec {
+                audience: self.gateway_did(),
+                capabilities: vec![("capgate:admin".into(), "*".into())],
+                expires: now() + 60,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Call the admin API: (status, JSON).
+    pub fn admin(&self, method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>) -> Reply {
+        let client = reqwest::blocking::Client::new();
+        let mut req = client.request(method.parse().expect("method"), format!("http://127.0.0.1:{}{path}", self.admin_port));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        send(req)
     }
 
     /// `capgate audit verify DIR --pubkey <audit key> --json`: (exit code, report).

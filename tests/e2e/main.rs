@@ -3,6 +3,7 @@
 //! the real pipeline.
 
 mod audit;
+mod governance;
 mod harness;
 mod interop;
 mod pipeline;

@@ -1,0 +1,134 @@
+//! Revocation, the authenticated admin API and live policy reload, through
+//! the real binary.
+
+use crate::harness::*;
+use capgate_filters::ucan::mint::{mint, MintSpec};
+use capgate_filters::ucan::Cid;
+
+#[test]
+fn a_revoked_cid_is_refused_on_the_next_request_even_when_cached() {
+    let g = Gateway::start(GatewayOpts { replay_protection: false, ..Default::default() });
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let inv = g.invocation(&up, "http/GET", &deleg);
+    assert_eq!(call(&g, "GET", "/svc/a", Some(&inv), Some(&deleg)).status, 200);
+    assert_eq!(call(&g, "GET", "/svc/a", Some(&inv), Some(&deleg)).status, 200, "now cached");
+    let cid = Cid::of(deleg.as_bytes()).to_string();
+    let r = g.admin("POST", "/v1/revocations", Some(&g.admin_token(&g.operator_key)), Some(serde_json::json!({"cid": cid})));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_refused(&call(&g, "GET", "/svc/a", Some(&inv), Some(&deleg)), 401, "revoked");
+    // Every chain through the revoked delegation is dead, fresh tokens too.
+    assert_refused(&call(&g, "GET", "/svc/a", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg)), 401, "revoked");
+    // Listed, and persisted across a restart.
+    let list = g.admin("GET", "/v1/revocations", Some(&g.admin_token(&g.operator_key)), None);
+    assert!(list.text.contains(&cid), "{}", list.text);
+}
+
+#[test]
+fn revoking_the_delegating_did_kills_its_children_and_survives_restart() {
+    let mut g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let mid = new_key();
+    let d1 = mint(&g.root_key, &MintSpec { audience: did(&mid), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 3600, ..Default::default() });
+    let d2 = mint(
+        &mid,
+        &MintSpec { audience: did(&g.agent_key), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 600, proofs: vec![d1.clone()], ..Default::default() },
+    );
+    let ucans = format!("{d1},{d2}");
+    assert_eq!(call(&g, "GET", "/svc/a", Some(&g.invocation(&up, "http/GET", &d2)), Some(&ucans)).status, 200);
+    // The CLI revokes the middle DID with a tenant-root admin token.
+    let root_pem = g.dir.path().join("root.pem");
+    write_key(&root_pem, &g.root_key);
+    let admin = format!("127.0.0.1:{}", g.admin_port);
+    let out = g.cli(&["revoke", "--did", &did(&mid), "--key", root_pem.to_str().expect("utf8"), "--admin", &admin], None);
+    assert!(out.status.success(), "{} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_refused(&call(&g, "GET", "/svc/a", Some(&g.invocation(&up, "http/GET", &d2)), Some(&ucans)), 401, "revoked");
+    // A chain that does not pass through it still works.
+    let direct = g.delegation(&up, "http/*");
+    assert_eq!(call(&g, "GET", "/svc/a", Some(&g.invocation(&up, "http/GET", &direct)), Some(&direct)).status, 200);
+    g.stop();
+    g.spawn();
+    assert_refused(&call(&g, "GET", "/svc/a", Some(&g.invocation(&up, "http/GET", &d2)), Some(&ucans)), 401, "revoked");
+}
+
+#[test]
+fn the_admin_api_is_authenticated_and_tenant_scoped() {
+    let g = Gateway::start(GatewayOpts::default());
+    for (m, p) in [("GET", "/v1/revocations"), ("POST", "/v1/revocations"), ("POST", "/v1/policies/reload"), ("GET", "/v1/audit/pubkey")] {
+        let r = g.admin(m, p, None, None);
+        assert_eq!((r.status, r.error()), (401, "admin_unauthenticated"), "{m} {p}: {}", r.text);
+    }
+    // An agent's key is no admin, nor is a token without capgate:admin.
+    let r = g.admin("GET", "/v1/revocations", Some(&g.admin_token(&g.agent_key)), None);
+    assert_eq!(r.status, 401, "{}", r.text);
+    let wrong_cap = mint(
+        &g.root_key,
+        &MintSpec { audience: g.gateway_did(), capabilities: vec![(g.upstream.url(), "http/GET".into())], expires: now() + 60, ..Default::default() },
+    );
+    assert_eq!(g.admin("GET", "/v1/revocations", Some(&wrong_cap), None).error(), "admin_forbidden");
+    // Tenant "other" revokes in its own tenant; acme's admin cannot see it or act for other.
+    let other_admin = g.admin_token(&g.other_root_key);
+    let victim = did(&new_key());
+    let r = g.admin("POST", "/v1/revocations", Some(&other_admin), Some(serde_json::json!({"did": victim})));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["revoked"]["tenant"], "other");
+    let acme_admin = g.admin_token(&g.root_key);
+    let list = g.admin("GET", "/v1/revocations", Some(&acme_admin), None);
+    assert_eq!(list.status, 200);
+    assert!(!list.text.contains(&victim), "cross-tenant listing: {}", list.text);
+    let r = g.admin("POST", "/v1/revocations", Some(&acme_admin), Some(serde_json::json!({"did": victim, "tenant": "other"})));
+    assert_eq!((r.status, r.error()), (403, "admin_forbidden"), "{}", r.text);
+    assert_eq!(g.admin("POST", "/v1/policies/reload", Some(&acme_admin), None).error(), "admin_forbidden");
+    // Open endpoints stay open.
+    assert_eq!(g.admin("GET", "/healthz", None, None).status, 200);
+    assert_eq!(g.admin("GET", "/metrics", None, None).status, 200);
+}
+
+#[test]
+fn a_broken_policy_is_refused_while_traffic_flows_and_a_good_one_takes_effect() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let authz = g.dir.path().join("policies/authz.cedar");
+    let original = std::fs::read_to_string(&authz).expect("authz");
+    std::fs::write(&authz, format!("{original}\npermit(principal, action, resource) when {{ context.nope }};")).expect("write");
+    let op = g.admin_token(&g.operator_key);
+    let r = g.admin("POST", "/v1/policies/reload", Some(&op), None);
+    assert_eq!((r.status, r.error()), (422, "policy_invalid"), "{}", r.text);
+    assert!(r.json["reason"].as_str().unwrap_or("").contains("nope"), "the parser's message: {}", r.text);
+    assert_eq!(call(&g, "GET", "/svc/a", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg)).status, 200, "old set serves");
+    // A good set that forbids reads under /svc/blocked takes effect (via the CLI here).
+    std::fs::write(&authz, format!("{original}\n@id(\"no-blocked\") forbid(principal, action, resource) when {{ context.path like \"/blocked*\" }};"))
+        .expect("write");
+    let op_pem = g.dir.path().join("op.pem");
+    write_key(&op_pem, &g.operator_key);
+    let out = g.cli(&["policy", "reload", "--key", op_pem.to_str().expect("utf8"), "--admin", &format!("127.0.0.1:{}", g.admin_port)], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = call(&g, "GET", "/svc/blocked/x", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg));
+    assert_refused(&r, 403, "policy_denied");
+    assert!(r.text.contains("no-blocked"));
+    let m = g.metrics();
+    assert!(m.contains(r#"capgate_policy_reloads_total{result="error"}"#) && m.contains(r#"capgate_policy_reloads_total{result="ok"}"#), "{m}");
+}
+
+#[test]
+fn sighup_and_the_file_watch_reload_policies() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let authz = g.dir.path().join("policies/authz.cedar");
+    let original = std::fs::read_to_string(&authz).expect("authz");
+    std::fs::write(&authz, format!("{original}\n@id(\"watch\") forbid(principal, action, resource) when {{ context.path like \"/w*\" }};")).expect("write");
+    let pid = g.child.as_ref().expect("running").id();
+    let _ = std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    loop {
+        let r = call(&g, "GET", "/svc/w", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg));
+        if r.status == 403 {
+            assert!(r.text.contains("watch"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "policy change not picked up: {}", r.text);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
