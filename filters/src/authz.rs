@@ -310,9 +310,33 @@ mod tests {
         let d = e.authorize(&req("DELETE", &rw));
         assert!(!d.allowed);
         assert_eq!(d.policy_ids, vec!["delete-forbidden"]);
+        let mut cosigned = req("DELETE", &rw);
+        cosigned.cosigned = true;
+        let d = e.authorize(&cosigned);
+        assert!(d.allowed, "a cosigned DELETE on an opted-in route");
+        assert_eq!(d.policy_ids, vec!["cosigned-deletes-on-opted-in-routes"]);
+        let mut cosigned_ro = req("DELETE", &ro);
+        cosigned_ro.cosigned = true;
+        assert!(!e.authorize(&cosigned_ro).allowed);
         let d = e.authorize(&req("TRACE", &rw));
         assert!(!d.allowed && d.policy_ids.is_empty(), "unknown actions fall to default deny");
-        assert_eq!(e.reason_of("delete-forbidden"), Some("DELETE is forbidden by default"));
+        assert_eq!(e.reason_of("delete-forbidden"), Some("DELETE is forbidden without a cosigner"));
+    }
+
+    #[test]
+    fn shipped_risk_policies() {
+        let risk = PolicyEngine::from_sources(SCHEMA, &[("risk.cedar", include_str!("../../policies/risk.cedar"))]).expect("valid");
+        let plain = route(true);
+        let sensitive = RouteFacts { sensitive: true, ..route(true) };
+        assert!(!risk.authorize(&req("GET", &sensitive)).allowed, "reads are not risky");
+        assert!(!risk.authorize(&req("POST", &plain)).allowed);
+        let d = risk.authorize(&req("POST", &sensitive));
+        assert!(d.allowed);
+        assert_eq!(d.policy_ids, vec!["risk-sensitive-write"]);
+        let mut d = risk.authorize(&req("DELETE", &plain)).policy_ids;
+        d.sort();
+        assert_eq!(d, vec!["risk-danger-tier", "risk-delete"]);
+        assert_eq!(risk.reason_of("risk-delete"), Some("DELETE removes data"));
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! - `GET /v1/audit/pubkey`: the did:key that signs audit roots;
 //! - `GET /v1/revocations`, `POST /v1/revocations` (`{"cid"}` or `{"did"}`):
 //!   a tenant admin sees and revokes only within its tenant;
-//! - `POST /v1/policies/reload` (operators only).
+//! - `POST /v1/policies/reload` (operators only);
+//! - `GET /v1/approvals` (pending, in scope), `GET /v1/approvals/<id>` (also
+//!   for the tenant's approvers), `POST /v1/approvals/<id>/grant|deny` with
+//!   `{"cosigner": <UCAN>}` — the approver's cosigner is the credential.
 
 use crate::admin_auth::AdminPrincipal;
 use crate::state::GatewayState;
@@ -116,6 +119,57 @@ impl AdminApp {
     }
 }
 
+impl AdminApp {
+    /// `GET /v1/approvals/<id>` (an admin of its tenant, or one of its
+    /// approvers), `POST /v1/approvals/<id>/grant|deny` (the cosigner UCAN in
+    /// the body is the credential).
+    async fn approval_endpoint(&self, session: &mut ServerSession, method: &str, rest: &str, auth: Option<&str>) -> Response<Vec<u8>> {
+        let now = unix_now();
+        let (id, action) = rest.split_once('/').map(|(a, b)| (a, Some(b))).unwrap_or((rest, None));
+        let Some(approval) = self.state.approvals.get(id) else {
+            return refuse(&crate::refusal::Refusal::new(404, "approval_not_found", "no such approval"));
+        };
+        match (method, action) {
+            ("GET", None) => {
+                let token = auth.and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
+                let as_approver = crate::approvals::ApprovalBook::approver_may_read(
+                    &approval,
+                    token,
+                    &self.state.gateway_did,
+                    &self.state.approvers,
+                    now,
+                );
+                let as_admin = self.state.admin_auth.authenticate(auth, now).map(|w| w.may_touch(&approval.tenant)).unwrap_or(false);
+                if as_approver || as_admin {
+                    json(StatusCode::OK, serde_json::to_value(&approval).unwrap_or_default())
+                } else {
+                    refuse(&crate::refusal::Refusal::new(403, "admin_forbidden", "neither an admin nor an approver of this tenant"))
+                }
+            }
+            ("POST", Some(verb @ ("grant" | "deny"))) => {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Body {
+                    cosigner: String,
+                }
+                let Some(b) = read_body(session).await.and_then(|b| serde_json::from_slice::<Body>(&b).ok()) else {
+                    return refuse(&crate::refusal::Refusal::new(400, "bad_request", "expected {\"cosigner\": <UCAN>}"));
+                };
+                let verb = if verb == "grant" { "approval/grant" } else { "approval/deny" };
+                match self.state.approvals.decide(id, &b.cosigner, verb, &self.state.gateway_did, &self.state.approvers, now) {
+                    Ok(a) => json(StatusCode::OK, serde_json::to_value(&a).unwrap_or_default()),
+                    Err(r) => refuse(&r),
+                }
+            }
+            _ => respond(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                br#"{"error":"not_found","reason":"no such admin endpoint","request_id":""}"#.to_vec(),
+            ),
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -145,6 +199,9 @@ impl ServeHttp for AdminApp {
             _ => {}
         }
         let auth = session.req_header().headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if let Some(rest) = path.strip_prefix("/v1/approvals/") {
+            return self.approval_endpoint(session, &method, rest, auth.as_deref()).await;
+        }
         let who = match self.state.admin_auth.authenticate(auth.as_deref(), unix_now()) {
             Ok(p) => p,
             Err(r) => return refuse(&r),
@@ -162,6 +219,9 @@ impl ServeHttp for AdminApp {
                 Err(_) => refuse(&crate::refusal::Refusal::new(503, "state_unavailable", "revocations could not be read")),
             },
             ("POST", "/v1/revocations") => self.revoke(session, &who).await,
+            ("GET", "/v1/approvals") => {
+                json(StatusCode::OK, serde_json::json!({ "approvals": self.state.approvals.pending(&who.scope, unix_now()) }))
+            }
             ("POST", "/v1/policies/reload") if who.is_operator() => match self.state.reload_policies("admin api") {
                 Ok(n) => json(StatusCode::OK, serde_json::json!({"reloaded": true, "policies": n})),
                 Err(e) => json(

@@ -10,7 +10,9 @@
 //! 3. verify the UCAN chain → `401 <reason>`; any revoked link (CID or issuer DID) → `401 revoked`;
 //! 4. match the capability against method + upstream URL → `403 capability_mismatch`;
 //! 5. replay → `401 replayed` / `401 nonce_missing`;
-//! 6. Cedar → `403 policy_denied`, naming the policies;
+//! 6. Cedar → `403 policy_denied`, naming the policies; then the risk pass:
+//!    a request a risk policy flags (and that a cosigner could release) is
+//!    returned with [`StepUp`] for the gateway to bind to an approval;
 //! 7. the vaulted credential for (tenant, route) → `502 credential_unavailable`.
 
 use crate::refusal::Refusal;
@@ -46,6 +48,17 @@ pub struct Admitted {
     pub upstream_target: String,
     pub credential: Arc<Secret>,
     pub policy_ids: Vec<String>,
+    /// Set when the request is high-stakes and needs a cosigner before it may go.
+    pub step_up: Option<StepUp>,
+}
+
+/// A high-stakes request: what the approver is shown and what binds the approval.
+pub struct StepUp {
+    /// The upstream URL with query (part of the digest).
+    pub url: String,
+    pub reasons: Vec<crate::approvals::RiskReason>,
+    /// The authz policies that allow it once cosigned.
+    pub policy_ids_if_cosigned: Vec<String>,
 }
 
 /// The outcome, with the route when one matched (for metrics and audit).
@@ -147,7 +160,7 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
 
     let url = route.url_for(&upstream_path);
     let engine = state.policies.load();
-    let decision = engine.authorize(&AuthzRequest {
+    let mut areq = AuthzRequest {
         tenant: &chain.tenant,
         agent: chain.agent(),
         method: req.method,
@@ -160,9 +173,39 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
         chain_length: chain.length,
         token_ttl: chain.invocation.expires.saturating_sub(req.now),
         now: req.now,
-    });
+    };
+    let decision = engine.authorize(&areq);
     d.policy_ids = decision.policy_ids.clone();
-    if !decision.allowed {
+    // Risk pass: only `cosigned` (set here, never from the request) can
+    // release a high-stakes request.
+    let risk_engine = state.risk.load();
+    let risk = risk_engine.authorize(&areq);
+    let risky = risk.allowed || risk.evaluation_error;
+    let mut step_up = None;
+    if risky {
+        areq.cosigned = true;
+        let if_cosigned = engine.authorize(&areq);
+        if if_cosigned.allowed {
+            let reasons = if risk.evaluation_error && risk.policy_ids.is_empty() {
+                vec![crate::approvals::RiskReason { id: "risk-evaluation-error".into(), reason: "a risk policy could not be evaluated".into() }]
+            } else {
+                risk.policy_ids
+                    .iter()
+                    .map(|id| crate::approvals::RiskReason {
+                        id: id.clone(),
+                        reason: risk_engine.reason_of(id).unwrap_or("").to_owned(),
+                    })
+                    .collect()
+            };
+            let mut full = url.clone();
+            if let Some(q) = req.query {
+                full.push('?');
+                full.push_str(q);
+            }
+            step_up = Some(StepUp { url: full, reasons, policy_ids_if_cosigned: if_cosigned.policy_ids });
+        }
+    }
+    if !decision.allowed && step_up.is_none() {
         let reason = if decision.evaluation_error {
             "a policy could not be evaluated; denying".to_owned()
         } else if decision.policy_ids.is_empty() {
@@ -184,5 +227,5 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
         upstream_target.push('?');
         upstream_target.push_str(q);
     }
-    Ok(Admitted { chain, upstream_target, credential, policy_ids: decision.policy_ids })
+    Ok(Admitted { chain, upstream_target, credential, policy_ids: decision.policy_ids, step_up })
 }

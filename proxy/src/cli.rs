@@ -53,6 +53,18 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Grant a pending approval with a cosigner UCAN signed by an approver key.
+    Approve {
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Deny a pending approval (signed by an approver key).
+    Deny {
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// The audit trail: verify, export, public key.
     Audit {
         #[command(subcommand)]
@@ -250,6 +262,8 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 Err(format!("the gateway answered {status}"))
             }
         }
+        Command::Approve { id, admin } => decide_cmd(&cli.config, &admin, &id, "grant"),
+        Command::Deny { id, admin } => decide_cmd(&cli.config, &admin, &id, "deny"),
         Command::Policy { command: PolicyCommand::Reload { admin } } => {
             let (status, text) = admin_call(&cli.config, &admin, "POST", "/v1/policies/reload", None)?;
             println!("{text}");
@@ -273,19 +287,56 @@ fn dispatch(cli: Cli) -> Result<(), String> {
 
 /// Call the admin API with a fresh 60-second admin UCAN signed by `--key`.
 fn admin_call(config: &Path, a: &AdminArgs, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
-    use std::io::{Read, Write};
     let cfg = load_config(config)?;
+    let token = short_token(&cfg, &a.key, crate::admin_auth::ADMIN_RESOURCE, "*", None)?;
+    http_call(&cfg, a, method, path, &token, body)
+}
+
+/// A 60-second UCAN to this gateway from `key` for one capability.
+fn short_token(cfg: &Config, key: &Path, with: &str, can: &str, facts: Option<serde_json::Value>) -> Result<String, String> {
     let gk = crate::keys::load(&cfg.server.identity_key).map_err(|e| e.to_string())?;
-    let key = crate::keys::load(&a.key).map_err(|e| e.to_string())?;
-    let token = mint(
+    let key = crate::keys::load(key).map_err(|e| e.to_string())?;
+    Ok(mint(
         &key,
         &MintSpec {
             audience: crate::keys::did_of(&gk),
-            capabilities: vec![(crate::admin_auth::ADMIN_RESOURCE.into(), "*".into())],
+            capabilities: vec![(with.into(), can.into())],
             expires: unix_now() + 60,
+            facts,
             ..Default::default()
         },
-    );
+    ))
+}
+
+/// `capgate approve|deny ID`: read the approval as an approver, then sign
+/// a cosigner bound to its digest and post it.
+fn decide_cmd(config: &Path, a: &AdminArgs, id: &str, verb: &str) -> Result<(), String> {
+    if !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.is_empty() {
+        return Err("the approval id is hex".into());
+    }
+    let cfg = load_config(config)?;
+    let resource = format!("capgate:approval/{id}");
+    let read = short_token(&cfg, &a.key, &resource, "approval/read", None)?;
+    let (status, text) = http_call(&cfg, a, "GET", &format!("/v1/approvals/{id}"), &read, None)?;
+    if status != 200 {
+        return Err(format!("the gateway answered {status}: {text}"));
+    }
+    let approval: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("approval: {e}"))?;
+    let digest = approval["digest"].as_str().ok_or("the approval has no digest")?;
+    eprintln!("{verb}: {} for tenant {}", approval["action"].as_str().unwrap_or("?"), approval["tenant"].as_str().unwrap_or("?"));
+    let cosigner = short_token(&cfg, &a.key, &resource, &format!("approval/{verb}"), Some(serde_json::json!({ "digest": digest })))?;
+    let body = serde_json::json!({ "cosigner": cosigner }).to_string();
+    let (status, text) = http_call(&cfg, a, "POST", &format!("/v1/approvals/{id}/{verb}"), &read, Some(&body))?;
+    println!("{text}");
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(format!("the gateway answered {status}"))
+    }
+}
+
+fn http_call(cfg: &Config, a: &AdminArgs, method: &str, path: &str, token: &str, body: Option<&str>) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
     let addr = a.admin.clone().unwrap_or(cfg.server.admin_listen.clone());
     let addr = addr.trim_start_matches("http://").trim_end_matches('/').to_owned();
     let mut s = std::net::TcpStream::connect(&addr).map_err(|e| format!("{addr}: {e}"))?;

@@ -41,6 +41,8 @@ pub struct Config {
     pub audit: AuditSection,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub step_up: StepUpSection,
     pub state: StateSection,
     #[serde(default)]
     pub dev: DevSection,
@@ -148,6 +150,12 @@ pub struct TenantSection {
     /// development; production configs list DIDs in `roots`).
     #[serde(default)]
     pub root_keys: Vec<PathBuf>,
+    /// did:keys whose cosigner UCANs may approve this tenant's risky requests.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Key files whose did:keys are approvers (development).
+    #[serde(default)]
+    pub approver_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,6 +246,36 @@ pub struct AdminSection {
     /// Key files whose did:keys are operators (development).
     #[serde(default)]
     pub operator_keys: Vec<PathBuf>,
+}
+
+/// Step-up approvals for risky requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpSection {
+    /// Risky request bodies are buffered (to bind the approval) up to this
+    /// size; larger ones get `413 step_up_body_too_large`. At most 65536.
+    #[serde(default = "default_step_up_body")]
+    pub body_limit_bytes: usize,
+    /// How long an approval request stays open.
+    #[serde(default = "default_approval_ttl")]
+    pub approval_ttl_secs: u64,
+    /// Hold a risky request open this long waiting for its approval
+    /// (0 = answer `403 step_up_required` at once).
+    #[serde(default)]
+    pub hold_secs: u64,
+}
+
+fn default_step_up_body() -> usize {
+    65_536
+}
+fn default_approval_ttl() -> u64 {
+    600
+}
+
+impl Default for StepUpSection {
+    fn default() -> Self {
+        StepUpSection { body_limit_bytes: default_step_up_body(), approval_ttl_secs: default_approval_ttl(), hold_secs: 0 }
+    }
 }
 
 /// Where governance state (revocations) is kept.
@@ -352,6 +390,7 @@ impl Config {
         cfg.admin.operator_keys.iter_mut().for_each(resolve);
         for t in &mut cfg.tenants {
             t.root_keys.iter_mut().for_each(resolve);
+            t.approver_keys.iter_mut().for_each(resolve);
         }
         cfg.validate()?;
         Ok(cfg)
@@ -459,6 +498,19 @@ impl Config {
         if let Some(i) = &self.audit.instance {
             if !valid_name(i) {
                 return Err(self.invalid("audit.instance", "must be 1-64 of [A-Za-z0-9_.-]"));
+            }
+        }
+        if self.step_up.body_limit_bytes > 65_536 {
+            return Err(self.invalid("step_up.body_limit_bytes", "must be at most 65536"));
+        }
+        if self.step_up.approval_ttl_secs == 0 {
+            return Err(self.invalid("step_up.approval_ttl_secs", "must be at least 1"));
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            for (j, a) in t.approvers.iter().enumerate() {
+                if capgate_filters::ucan::did::parse_did_key(a).is_err() {
+                    return Err(self.invalid(format!("tenants[{i}].approvers[{j}]"), "is not an Ed25519 did:key"));
+                }
             }
         }
         for (j, op) in self.admin.operators.iter().enumerate() {

@@ -44,7 +44,7 @@ pub fn bootstrap(cfg: &Config) -> Result<Bootstrapped, String> {
     ensure_key(&cfg.server.identity_key)?;
     ensure_key(&cfg.audit.signing_key)?;
     for t in &cfg.tenants {
-        for p in &t.root_keys {
+        for p in t.root_keys.iter().chain(&t.approver_keys) {
             ensure_key(p)?;
         }
     }

@@ -4,7 +4,7 @@
 //!
 //! | phase | what capgate does here |
 //! |---|---|
-//! | `request_filter` | Refuse with `503 audit_unavailable` while the audit chain cannot persist; then [`crate::admission`]: route, token, chain, capability, replay, Cedar, credential. A refusal is written here as JSON and the request ends. |
+//! | `request_filter` | Refuse with `503 audit_unavailable` while the audit chain cannot persist; then [`crate::admission`]: route, token, chain, revocation, capability, replay, Cedar (authz and risk), credential; then [`crate::step_up`] for high-stakes requests. A refusal is written here as JSON and the request ends. |
 //! | `upstream_peer` | The route's upstream (never the request's host): TLS with SNI for `https`, resolved addresses cached for 30 s. |
 //! | `upstream_request_filter` | [`crate::upstream_headers`]: strip hop-by-hop and credential-bearing headers, inject the vaulted credential, set `Host`, the path and the request id. |
 //! | `response_filter` | [`crate::response_sanitize::plan`]: scrub header values, decide how the body is handled (sanitize, pass, refuse), drop `Content-Encoding`/`Content-Length` when the body may change. |
@@ -42,6 +42,8 @@ pub struct RequestCtx {
     pub policy_ids: Vec<String>,
     /// Set when capgate refused or failed the request: (status, code).
     pub refused: Option<(u16, &'static str)>,
+    /// (cosigner CID, approver DID) when an approval released the request.
+    pub cosigner: Option<(String, String)>,
     /// How the response body is handled.
     pub body: crate::response_sanitize::BodyHandling,
     /// Redactions in headers (body counts are read from the stream at the end).
@@ -87,6 +89,7 @@ impl ProxyHttp for Gateway {
             credential: None,
             policy_ids: Vec::new(),
             refused: None,
+            cosigner: None,
             body: crate::response_sanitize::BodyHandling::None,
             header_counts: Default::default(),
         }
@@ -143,6 +146,12 @@ impl ProxyHttp for Gateway {
                 ctx.upstream_target = admitted.upstream_target;
                 ctx.credential = Some(admitted.credential);
                 ctx.policy_ids = admitted.policy_ids;
+                if let Some(step) = &admitted.step_up {
+                    if let Some(refusal) = crate::step_up::release(&self.state, session, ctx, step).await? {
+                        write_refusal(session, ctx, &refusal).await?;
+                        return Ok(true);
+                    }
+                }
                 Ok(false)
             }
             Err(refusal) => {
@@ -255,6 +264,7 @@ impl ProxyHttp for Gateway {
             Some((_, code @ ("upstream_unavailable" | "internal" | "client_closed" | "bad_request" | "unsanitizable_body" | "audit_unavailable"))) => {
                 ("error", code)
             }
+            Some((_, "step_up_required")) => ("step_up", "step_up_required"),
             Some((_, code)) => ("deny", code),
             None => ("allow", "ok"),
         };
@@ -293,7 +303,8 @@ impl ProxyHttp for Gateway {
             request_id: ctx.request_id.clone(),
             agent: chain.map(|c| c.agent().to_owned()),
             token_cid: chain.map(|c| c.invocation.cid.to_string()),
-            cosigner_cid: None,
+            cosigner_cid: ctx.cosigner.as_ref().map(|c| c.0.clone()),
+            approver: ctx.cosigner.as_ref().map(|c| c.1.clone()),
             route: ctx.route.as_ref().map(|r| r.name.clone()),
             method: method.to_owned(),
             path: ctx.path.clone(),
@@ -325,6 +336,8 @@ impl ProxyHttp for Gateway {
             token_cid = %ctx.chain.as_ref().map(|c| c.invocation.cid.to_string()).unwrap_or_default(),
             policies = %ctx.policy_ids.join(","),
             redactions = %redactions,
+            cosigner_cid = ctx.cosigner.as_ref().map(|c| c.0.as_str()).unwrap_or("-"),
+            approver = ctx.cosigner.as_ref().map(|c| c.1.as_str()).unwrap_or("-"),
             invisible_removed = counts.invisible_removed,
             body = crate::response_sanitize::handling_label(&ctx.body, ctx.refused.map(|r| r.1)).unwrap_or("-"),
             duration_us = elapsed.as_micros() as u64,

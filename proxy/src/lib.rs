@@ -10,7 +10,7 @@
 //! - [`config`]: `config.toml` and its validation;
 //! - [`state`]: everything built once at start and shared by requests;
 //! - [`gateway`]: the pingora phases, one concern each;
-//! - [`admission`]: the `request_filter` checks in order;
+//! - [`admission`], [`step_up`]: the `request_filter` checks in order, and approvals for risky calls;
 //! - [`upstream_headers`]: what the upstream receives;
 //! - [`response_sanitize`]: what the agent receives (secrets and invisible Unicode removed);
 //! - [`routes`], [`resolve`]: where a request goes;
@@ -19,7 +19,7 @@
 //! - [`refusal`]: the JSON error contract;
 //! - [`audit`]: the hash-chained, signed audit trail and its verifier;
 //! - [`metrics`], [`admin`], [`admin_auth`]: Prometheus and the authenticated admin listener;
-//! - [`revocations`], [`state_store`]: revocation and the governance state seam;
+//! - [`approvals`], [`revocations`], [`state_store`]: step-up approvals, revocation and the governance state seam;
 //! - [`keys`]: PKCS#8 key files; [`cli`]: the `capgate` command;
 //! - [`dev`]: development bootstrap and the echo upstream;
 //! - [`server`]: start-up.
@@ -28,6 +28,7 @@ pub mod admin;
 pub mod admin_auth;
 pub mod audit;
 pub mod admission;
+pub mod approvals;
 pub mod cli;
 pub mod config;
 pub mod dev;
@@ -45,6 +46,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod state_store;
+pub mod step_up;
 pub mod telemetry;
 pub mod upstream_headers;
 pub mod vault;

@@ -12,11 +12,13 @@ pub struct Refusal {
     pub status: u16,
     pub code: &'static str,
     pub reason: String,
+    /// Extra fields some refusals carry (step-up: approval id, action, …).
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Refusal {
     pub fn new(status: u16, code: &'static str, reason: impl Into<String>) -> Self {
-        Refusal { status, code, reason: reason.into() }
+        Refusal { status, code, reason: reason.into(), extra: None }
     }
 
     /// The JSON body.
@@ -26,8 +28,10 @@ impl Refusal {
             error: &'a str,
             reason: &'a str,
             request_id: &'a str,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
         }
-        serde_json::to_vec(&Body { error: self.code, reason: &self.reason, request_id })
+        serde_json::to_vec(&Body { error: self.code, reason: &self.reason, request_id, extra: self.extra.as_ref() })
             .unwrap_or_else(|_| br#"{"error":"internal","reason":"serialisation failed","request_id":""}"#.to_vec())
     }
 }

@@ -19,6 +19,12 @@ pub struct GatewayState {
     pub routes: RouteTable,
     pub verifier: Verifier,
     pub policies: ArcSwap<PolicyEngine>,
+    /// The risk set: an allowed request that satisfies any of these needs a cosigner.
+    pub risk: ArcSwap<PolicyEngine>,
+    pub approvals: crate::approvals::ApprovalBook,
+    /// Tenant → approver DIDs.
+    pub approvers: HashMap<String, Vec<String>>,
+    pub step_up: crate::config::StepUpSection,
     pub vault: ArcSwap<Vault>,
     pub metrics: Metrics,
     pub connect_timeout: Duration,
@@ -68,10 +74,11 @@ impl GatewayState {
     /// Re-read and validate the policy files; swap them in atomically only
     /// when they validate. The old set keeps serving otherwise.
     pub fn reload_policies(&self, trigger: &str) -> Result<usize, String> {
-        match crate::policies::load_authz(&self.policies_dir) {
-            Ok(engine) => {
+        match crate::policies::load_both(&self.policies_dir) {
+            Ok((engine, risk)) => {
                 let n = engine.len();
                 self.policies.store(Arc::new(engine));
+                self.risk.store(Arc::new(risk));
                 self.metrics.policies_loaded.set(n as i64);
                 self.metrics.policy_reloads.with_label_values(&["ok"]).inc();
                 if let Ok(mut s) = self.policy_stamp.lock() {
@@ -149,7 +156,16 @@ impl GatewayState {
             replay_protection: cfg.ucan.replay_protection,
             cache_capacity: cfg.ucan.cache_capacity,
         });
-        let policies = crate::policies::load_authz(&cfg.policies.dir)?;
+        let (policies, risk) = crate::policies::load_both(&cfg.policies.dir)?;
+        let mut approvers = HashMap::new();
+        for t in &cfg.tenants {
+            let mut dids = t.approvers.clone();
+            for p in &t.approver_keys {
+                let k = crate::keys::load(p).map_err(|e| StartError::Roots(format!("tenant {} approver_keys: {e}", t.id)))?;
+                dids.push(crate::keys::did_of(&k));
+            }
+            approvers.insert(t.id.clone(), dids);
+        }
         let vault = Vault::open(&cfg.vault.path, &cfg.vault.key_env)?;
         let routes = cfg.routes.iter().map(Route::compile).collect::<Result<Vec<_>, _>>().map_err(StartError::Routes)?;
         let sanitizers = build_sanitizers(cfg, &vault)?;
@@ -179,6 +195,10 @@ impl GatewayState {
             routes: RouteTable::new(routes),
             verifier,
             policies: ArcSwap::from_pointee(policies),
+            risk: ArcSwap::from_pointee(risk),
+            approvals: crate::approvals::ApprovalBook::load(store.clone()).map_err(StartError::State)?,
+            approvers,
+            step_up: cfg.step_up.clone(),
             vault: ArcSwap::from_pointee(vault),
             sanitizers: ArcSwap::from_pointee(sanitizers),
             binary_policy: cfg.sanitize.binary,

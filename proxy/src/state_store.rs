@@ -35,6 +35,10 @@ pub trait StateStore: Send + Sync {
     fn revocations(&self) -> Result<Vec<Revocation>, String>;
     /// Persist a revocation; `false` when it was already there.
     fn add_revocation(&self, r: Revocation) -> Result<bool, String>;
+    fn approvals(&self) -> Result<Vec<crate::approvals::Approval>, String>;
+    /// Insert or replace an approval (by id). Approvals that ended more than
+    /// a day before `now` are pruned.
+    fn put_approval(&self, a: &crate::approvals::Approval, now: u64) -> Result<(), String>;
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -43,6 +47,8 @@ struct FileState {
     format: u32,
     #[serde(default)]
     revocations: Vec<Revocation>,
+    #[serde(default)]
+    approvals: Vec<crate::approvals::Approval>,
 }
 
 /// The embedded store: a JSON file.
@@ -96,6 +102,20 @@ impl StateStore for FileStore {
         st.revocations.push(r);
         self.write(&st)?;
         Ok(true)
+    }
+
+    fn approvals(&self) -> Result<Vec<crate::approvals::Approval>, String> {
+        let _g = self.lock.lock().map_err(|_| "state lock poisoned".to_owned())?;
+        Ok(self.read()?.approvals)
+    }
+
+    fn put_approval(&self, a: &crate::approvals::Approval, now: u64) -> Result<(), String> {
+        let _g = self.lock.lock().map_err(|_| "state lock poisoned".to_owned())?;
+        let mut st = self.read()?;
+        st.format = 1;
+        st.approvals.retain(|x| x.id != a.id && x.expires_at + 86_400 > now);
+        st.approvals.push(a.clone());
+        self.write(&st)
     }
 }
 

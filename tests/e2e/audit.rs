@@ -16,7 +16,7 @@ fn traffic(g: &Gateway) -> Vec<String> {
         used.push(inv);
     }
     let del = g.invocation(&up, "http/DELETE", &deleg);
-    assert_eq!(call(&g, "DELETE", "/svc/item/1", Some(&del), Some(&deleg)).status, 403);
+    assert_eq!(call(&g, "DELETE", "/ro/item/1", Some(&del), Some(&deleg)).status, 403);
     used.push(del);
     assert_eq!(call(&g, "GET", "/svc/x", Some("garbage-token-value"), None).status, 401);
     assert_eq!(call(&g, "GET", "/nowhere", None, None).status, 404);

@@ -132,3 +132,141 @@ fn sighup_and_the_file_watch_reload_policies() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+fn approve_with_cli(g: &Gateway, key: &ed25519_dalek::SigningKey, id: &str, verb: &str) -> std::process::Output {
+    let pem = g.dir.path().join(format!("k-{}.pem", rand::random::<u32>()));
+    write_key(&pem, key);
+    g.cli(&[verb, id, "--key", pem.to_str().expect("utf8"), "--admin", &format!("127.0.0.1:{}", g.admin_port)], None)
+}
+
+fn delete(g: &Gateway, path: &str, deleg: &str, approval: Option<&str>, body: Option<&str>) -> Reply {
+    let up = g.upstream.url();
+    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().expect("client");
+    let mut req = client
+        .delete(g.url(path))
+        .header("authorization", format!("Bearer {}", g.invocation(&up, "http/DELETE", deleg)))
+        .header("ucans", deleg);
+    if let Some(a) = approval {
+        req = req.header("capgate-approval", a);
+    }
+    if let Some(b) = body {
+        req = req.body(b.to_owned());
+    }
+    send(req)
+}
+
+#[test]
+fn a_risky_call_needs_a_cosigner_bound_to_the_exact_request() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let r = delete(&g, "/svc/repos/a", &deleg, None, None);
+    assert_refused(&r, 403, "step_up_required");
+    let id = r.json["approval_id"].as_str().expect("approval id").to_owned();
+    assert_eq!(r.json["action"], format!("DELETE {up}/repos/a"));
+    assert_eq!(r.json["tier"], "danger");
+    assert!(r.json["reasons"].as_array().is_some_and(|a| a.iter().any(|x| x["id"] == "risk-delete" && x["reason"] == "DELETE removes data")));
+    assert!(r.json["expires_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    // An identical retry finds the same approval.
+    assert_eq!(delete(&g, "/svc/repos/a", &deleg, None, None).json["approval_id"], id.as_str());
+    // Not approved yet: the header alone does nothing.
+    assert_refused(&delete(&g, "/svc/repos/a", &deleg, Some(&id), None), 403, "approval_invalid");
+    // A cosigner that is not an approver is refused.
+    let out = approve_with_cli(&g, &g.operator_key, &id, "approve");
+    assert!(!out.status.success());
+    // The approver grants it through the CLI.
+    let out = approve_with_cli(&g, &g.approver_key, &id, "approve");
+    assert!(out.status.success(), "{} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // It cannot release another path, another body, or another agent.
+    assert_refused(&delete(&g, "/svc/repos/b", &deleg, Some(&id), None), 403, "approval_invalid");
+    assert_refused(&delete(&g, "/svc/repos/a", &deleg, Some(&id), Some("{\"force\":true}")), 403, "approval_invalid");
+    let other_agent = new_key();
+    let d2 = mint(&g.root_key, &MintSpec { audience: did(&other_agent), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 600, ..Default::default() });
+    let inv2 = mint(
+        &other_agent,
+        &MintSpec { audience: g.gateway_did(), capabilities: vec![(up.clone(), "http/DELETE".into())], expires: now() + 30, nonce: Some(nonce()), proofs: vec![d2.clone()], ..Default::default() },
+    );
+    let r = send(
+        reqwest::blocking::Client::new()
+            .delete(g.url("/svc/repos/a"))
+            .header("authorization", format!("Bearer {inv2}"))
+            .header("ucans", &d2)
+            .header("capgate-approval", &id),
+    );
+    assert_refused(&r, 403, "approval_invalid");
+    assert!(g.upstream.requests().is_empty(), "nothing reached the upstream yet");
+    // The matching retry passes, once.
+    let r = delete(&g, "/svc/repos/a", &deleg, Some(&id), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_refused(&delete(&g, "/svc/repos/a", &deleg, Some(&id), None), 403, "approval_invalid");
+    assert_eq!(g.upstream.requests().len(), 1);
+    // The log names the cosigner and the approver.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(g.log().contains(&did(&g.approver_key)), "approver DID in the log");
+}
+
+#[test]
+fn a_risky_body_is_bound_and_forwarded_and_oversized_ones_are_refused() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let body = "{\"purge\":\"all\"}";
+    let r = delete(&g, "/svc/repos/c", &deleg, None, Some(body));
+    let id = r.json["approval_id"].as_str().expect("approval id").to_owned();
+    assert!(approve_with_cli(&g, &g.approver_key, &id, "approve").status.success());
+    let r = delete(&g, "/svc/repos/c", &deleg, Some(&id), Some(body));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(g.upstream.requests()[0].body, body.as_bytes(), "the buffered body was forwarded intact");
+    let big = "x".repeat(70 * 1024);
+    assert_refused(&delete(&g, "/svc/repos/c", &deleg, None, Some(&big)), 413, "step_up_body_too_large");
+}
+
+#[test]
+fn a_denied_approval_stays_denied_and_survives_restart() {
+    let mut g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let id = delete(&g, "/svc/repos/d", &deleg, None, None).json["approval_id"].as_str().expect("id").to_owned();
+    g.stop();
+    g.spawn();
+    // The pending approval survived the restart.
+    assert_eq!(delete(&g, "/svc/repos/d", &deleg, None, None).json["approval_id"], id.as_str());
+    assert!(approve_with_cli(&g, &g.approver_key, &id, "deny").status.success());
+    assert_refused(&delete(&g, "/svc/repos/d", &deleg, Some(&id), None), 403, "approval_invalid");
+}
+
+#[test]
+fn hold_mode_releases_a_waiting_request() {
+    let g = Gateway::start(GatewayOpts { hold_secs: 15, ..Default::default() });
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let inv = g.invocation(&up, "http/DELETE", &deleg);
+    let url = g.url("/svc/repos/h");
+    let d2 = deleg.clone();
+    let waiting = std::thread::spawn(move || {
+        send(
+            reqwest::blocking::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .expect("client")
+                .delete(url)
+                .header("authorization", format!("Bearer {inv}"))
+                .header("ucans", d2),
+        )
+    });
+    let op = g.admin_token(&g.operator_key);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let id = loop {
+        let list = g.admin("GET", "/v1/approvals", Some(&op), None);
+        if let Some(id) = list.json["approvals"].as_array().and_then(|a| a.first()).and_then(|a| a["id"].as_str()) {
+            break id.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no pending approval appeared");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(!waiting.is_finished(), "the request is being held");
+    assert!(approve_with_cli(&g, &g.approver_key, &id, "approve").status.success());
+    let r = waiting.join().expect("thread");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(g.upstream.requests().len(), 1);
+}

@@ -255,6 +255,8 @@ pub struct GatewayOpts {
     pub upstream: Option<Upstream>,
     /// `[sanitize] binary = "block"`.
     pub binary_block: bool,
+    /// `[step_up] hold_secs`.
+    pub hold_secs: u64,
 }
 
 impl Default for GatewayOpts {
@@ -268,11 +270,14 @@ impl Default for GatewayOpts {
             extra_roots: Vec::new(),
             upstream: None,
             binary_block: false,
+            hold_secs: 0,
         }
     }
 }
 
 pub struct Gateway {
+    /// An approver of tenant acme.
+    pub approver_key: SigningKey,
     /// An operator (admin API, every tenant).
     pub operator_key: SigningKey,
     pub audit_key: SigningKey,
@@ -309,11 +314,13 @@ impl Gateway {
         let audit_key = new_key();
         let other_root_key = new_key();
         let operator_key = new_key();
+        let approver_key = new_key();
         write_key(&dir.path().join("audit-signing.pem"), &audit_key);
         let pdir = dir.path().join("policies");
         std::fs::create_dir_all(&pdir).expect("mkdir");
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         std::fs::copy(repo.join("policies/schema.cedarschema"), pdir.join("schema.cedarschema")).expect("copy schema");
+        std::fs::copy(repo.join("policies/risk.cedar"), pdir.join("risk.cedar")).expect("copy risk");
         let mut authz = std::fs::read_to_string(repo.join("policies/authz.cedar")).expect("read authz");
         if let Some(extra) = &opts.extra_policy {
             authz.push('\n');
@@ -337,6 +344,7 @@ replay_protection = {replay}
 [[tenants]]
 id = "acme"
 roots = ["{root}"{extra}]
+approvers = ["{approver}"]
 
 [[tenants]]
 id = "other"
@@ -383,6 +391,10 @@ operators = ["{operator}"]
 
 [state]
 path = "governance.json"
+
+[step_up]
+hold_secs = {hold}
+approval_ttl_secs = 600
 "#,
             replay = opts.replay_protection,
             root = did(&root_key),
@@ -392,10 +404,13 @@ path = "governance.json"
             dead = free_port(),
             binary = if opts.binary_block { "block" } else { "pass" },
             operator = did(&operator_key),
+            approver = did(&approver_key),
+            hold = opts.hold_secs,
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).expect("write config");
         let g = Gateway {
+            approver_key,
             operator_key,
             audit_key,
             other_root_key,

@@ -77,9 +77,10 @@ fn a_cedar_forbid_beats_a_permit() {
     let r = call(&g, "GET", "/svc/secrets/1", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg));
     assert_refused(&r, 403, "policy_denied");
     assert!(r.json["reason"].as_str().unwrap_or("").contains("no-secrets-path"), "{}", r.text);
-    // Default policies: DELETE is forbidden even when the token grants it;
-    // writes need a route that opts in.
-    let r = call(&g, "DELETE", "/svc/x", Some(&g.invocation(&up, "http/DELETE", &deleg)), Some(&deleg));
+    // Default policies: DELETE is forbidden even when the token grants it
+    // (on a route without allow_writes not even a cosigner helps); writes
+    // need a route that opts in.
+    let r = call(&g, "DELETE", "/ro/x", Some(&g.invocation(&up, "http/DELETE", &deleg)), Some(&deleg));
     assert_refused(&r, 403, "policy_denied");
     assert!(r.text.contains("delete-forbidden"), "{}", r.text);
     let r = call(&g, "POST", "/ro/x", Some(&g.invocation(&up, "http/POST", &deleg)), Some(&deleg));

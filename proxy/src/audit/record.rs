@@ -50,6 +50,8 @@ pub struct RequestEvent {
     pub agent: Option<String>,
     pub token_cid: Option<String>,
     pub cosigner_cid: Option<String>,
+    /// The approver DID of the cosigner, when one released the request.
+    pub approver: Option<String>,
     pub route: Option<String>,
     pub method: String,
     /// The normalised path without query; null when the path was refused.
