@@ -43,6 +43,8 @@ pub struct Config {
     pub admin: AdminSection,
     #[serde(default)]
     pub step_up: StepUpSection,
+    #[serde(default)]
+    pub budgets: Vec<BudgetSection>,
     pub state: StateSection,
     #[serde(default)]
     pub dev: DevSection,
@@ -246,6 +248,23 @@ pub struct AdminSection {
     /// Key files whose did:keys are operators (development).
     #[serde(default)]
     pub operator_keys: Vec<PathBuf>,
+}
+
+/// A call budget for one route and ability.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    pub route: String,
+    /// `http/<METHOD>` or `http/*`.
+    pub ability: String,
+    /// Calls per delegation within its lifetime.
+    #[serde(default)]
+    pub max_calls: Option<u64>,
+    /// Token bucket per agent.
+    #[serde(default)]
+    pub rate_per_minute: Option<u64>,
+    #[serde(default)]
+    pub burst: Option<u64>,
 }
 
 /// Step-up approvals for risky requests.
@@ -498,6 +517,17 @@ impl Config {
         if let Some(i) = &self.audit.instance {
             if !valid_name(i) {
                 return Err(self.invalid("audit.instance", "must be 1-64 of [A-Za-z0-9_.-]"));
+            }
+        }
+        for (i, b) in self.budgets.iter().enumerate() {
+            if !self.routes.iter().any(|r| r.name == b.route) {
+                return Err(self.invalid(format!("budgets[{i}].route"), "names no configured route"));
+            }
+            if capgate_filters::ucan::Ability::parse(&b.ability).is_err() {
+                return Err(self.invalid(format!("budgets[{i}].ability"), "must be http/<METHOD> or http/*"));
+            }
+            if b.max_calls.is_none() && b.rate_per_minute.is_none() || b.rate_per_minute == Some(0) {
+                return Err(self.invalid(format!("budgets[{i}]"), "needs max_calls or a non-zero rate_per_minute"));
             }
         }
         if self.step_up.body_limit_bytes > 65_536 {

@@ -4,7 +4,7 @@
 //!
 //! | phase | what capgate does here |
 //! |---|---|
-//! | `request_filter` | Refuse with `503 audit_unavailable` while the audit chain cannot persist; then [`crate::admission`]: route, token, chain, revocation, capability, replay, Cedar (authz and risk), credential; then [`crate::step_up`] for high-stakes requests. A refusal is written here as JSON and the request ends. |
+//! | `request_filter` | Refuse with `503 audit_unavailable` while the audit chain cannot persist; then [`crate::admission`]: route, token, chain, revocation, capability, replay, Cedar (authz and risk), credential; then [`crate::step_up`] for high-stakes requests, then [`crate::budgets`] (`429 budget_exhausted`). A refusal is written here as JSON and the request ends. |
 //! | `upstream_peer` | The route's upstream (never the request's host): TLS with SNI for `https`, resolved addresses cached for 30 s. |
 //! | `upstream_request_filter` | [`crate::upstream_headers`]: strip hop-by-hop and credential-bearing headers, inject the vaulted credential, set `Host`, the path and the request id. |
 //! | `response_filter` | [`crate::response_sanitize::plan`]: scrub header values, decide how the body is handled (sanitize, pass, refuse), drop `Content-Encoding`/`Content-Length` when the body may change. |
@@ -68,6 +68,9 @@ async fn write_refusal(session: &mut Session, ctx: &mut RequestCtx, refusal: &Re
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     resp.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
+    if let Some(secs) = refusal.retry_after {
+        resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+    }
     session.set_keepalive(None);
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
@@ -148,6 +151,15 @@ impl ProxyHttp for Gateway {
                 ctx.policy_ids = admitted.policy_ids;
                 if let Some(step) = &admitted.step_up {
                     if let Some(refusal) = crate::step_up::release(&self.state, session, ctx, step).await? {
+                        write_refusal(session, ctx, &refusal).await?;
+                        return Ok(true);
+                    }
+                }
+                // Budgets count calls that are about to go upstream.
+                let (route, chain) = (ctx.route.clone(), ctx.chain.clone());
+                if let (Some(route), Some(chain)) = (route, chain) {
+                    let method = session.req_header().method.as_str().to_owned();
+                    if let Err(refusal) = self.state.budgets.check(&route.name, &method, &chain, unix_now()) {
                         write_refusal(session, ctx, &refusal).await?;
                         return Ok(true);
                     }

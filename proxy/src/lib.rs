@@ -19,6 +19,7 @@
 //! - [`refusal`]: the JSON error contract;
 //! - [`audit`]: the hash-chained, signed audit trail and its verifier;
 //! - [`metrics`], [`admin`], [`admin_auth`]: Prometheus and the authenticated admin listener;
+//! - [`budgets`]: call budgets per delegation and rate per agent;
 //! - [`approvals`], [`revocations`], [`state_store`]: step-up approvals, revocation and the governance state seam;
 //! - [`keys`]: PKCS#8 key files; [`cli`]: the `capgate` command;
 //! - [`dev`]: development bootstrap and the echo upstream;
@@ -27,6 +28,7 @@
 pub mod admin;
 pub mod admin_auth;
 pub mod audit;
+pub mod budgets;
 pub mod admission;
 pub mod approvals;
 pub mod cli;

@@ -14,11 +14,13 @@ pub struct Refusal {
     pub reason: String,
     /// Extra fields some refusals carry (step-up: approval id, action, …).
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds for a `Retry-After` header (429s).
+    pub retry_after: Option<u64>,
 }
 
 impl Refusal {
     pub fn new(status: u16, code: &'static str, reason: impl Into<String>) -> Self {
-        Refusal { status, code, reason: reason.into(), extra: None }
+        Refusal { status, code, reason: reason.into(), extra: None, retry_after: None }
     }
 
     /// The JSON body.

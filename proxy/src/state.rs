@@ -25,6 +25,7 @@ pub struct GatewayState {
     /// Tenant → approver DIDs.
     pub approvers: HashMap<String, Vec<String>>,
     pub step_up: crate::config::StepUpSection,
+    pub budgets: crate::budgets::Budgets,
     pub vault: ArcSwap<Vault>,
     pub metrics: Metrics,
     pub connect_timeout: Duration,
@@ -199,6 +200,7 @@ impl GatewayState {
             approvals: crate::approvals::ApprovalBook::load(store.clone()).map_err(StartError::State)?,
             approvers,
             step_up: cfg.step_up.clone(),
+            budgets: crate::budgets::Budgets::new(&cfg.budgets, store.clone()).map_err(StartError::State)?,
             vault: ArcSwap::from_pointee(vault),
             sanitizers: ArcSwap::from_pointee(sanitizers),
             binary_policy: cfg.sanitize.binary,

@@ -39,6 +39,9 @@ pub trait StateStore: Send + Sync {
     /// Insert or replace an approval (by id). Approvals that ended more than
     /// a day before `now` are pruned.
     fn put_approval(&self, a: &crate::approvals::Approval, now: u64) -> Result<(), String>;
+    /// Add one to `key` and return the new count. The counter may be
+    /// forgotten after `expires_at` (Unix seconds).
+    fn incr_counter(&self, key: &str, expires_at: u64) -> Result<u64, String>;
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -55,11 +58,13 @@ struct FileState {
 pub struct FileStore {
     path: PathBuf,
     lock: Mutex<()>,
+    /// Budget counters: in memory in the embedded store (see `budgets`).
+    counters: Mutex<std::collections::HashMap<String, (u64, u64)>>,
 }
 
 impl FileStore {
     pub fn open(path: &Path) -> Result<Self, String> {
-        let s = FileStore { path: path.to_owned(), lock: Mutex::new(()) };
+        let s = FileStore { path: path.to_owned(), lock: Mutex::new(()), counters: Mutex::default() };
         s.read()?;
         Ok(s)
     }
@@ -107,6 +112,17 @@ impl StateStore for FileStore {
     fn approvals(&self) -> Result<Vec<crate::approvals::Approval>, String> {
         let _g = self.lock.lock().map_err(|_| "state lock poisoned".to_owned())?;
         Ok(self.read()?.approvals)
+    }
+
+    fn incr_counter(&self, key: &str, expires_at: u64) -> Result<u64, String> {
+        let mut c = self.counters.lock().map_err(|_| "counter lock poisoned".to_owned())?;
+        if c.len() > 100_000 {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            c.retain(|_, (_, exp)| *exp > now);
+        }
+        let e = c.entry(key.to_owned()).or_insert((0, expires_at));
+        e.0 += 1;
+        Ok(e.0)
     }
 
     fn put_approval(&self, a: &crate::approvals::Approval, now: u64) -> Result<(), String> {

@@ -270,3 +270,56 @@ fn hold_mode_releases_a_waiting_request() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(g.upstream.requests().len(), 1);
 }
+
+#[test]
+fn budgets_are_hit_at_exactly_max_calls_and_rates_refill() {
+    let g = Gateway::start(GatewayOpts {
+        extra_config: r#"
+[[budgets]]
+route = "svc"
+ability = "http/POST"
+max_calls = 3
+
+[[budgets]]
+route = "ro"
+ability = "http/GET"
+rate_per_minute = 60
+burst = 2
+"#
+        .into(),
+        ..Default::default()
+    });
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    for i in 0..3 {
+        let r = call(&g, "POST", "/svc/things", Some(&g.invocation(&up, "http/POST", &deleg)), Some(&deleg));
+        assert_eq!(r.status, 200, "call {i}: {}", r.text);
+    }
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(g.url("/svc/things"))
+        .header("authorization", format!("Bearer {}", g.invocation(&up, "http/POST", &deleg)))
+        .header("ucans", &deleg)
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!(retry > 0 && retry <= 3600);
+    let v: serde_json::Value = serde_json::from_str(&r.text().expect("body")).expect("json");
+    assert_eq!(v["error"], "budget_exhausted");
+    // GETs on the same route are not counted; another delegation has its own budget.
+    assert_eq!(call(&g, "GET", "/svc/things", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg)).status, 200);
+    // (a different expiry makes it a different token, so a different CID)
+    let fresh = mint(
+        &g.root_key,
+        &MintSpec { audience: did(&g.agent_key), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 1800, ..Default::default() },
+    );
+    assert_ne!(fresh, deleg);
+    assert_eq!(call(&g, "POST", "/svc/things", Some(&g.invocation(&up, "http/POST", &fresh)), Some(&fresh)).status, 200);
+    // The per-agent rate: a burst of 2, then 429 with Retry-After.
+    assert_eq!(call(&g, "GET", "/ro/a", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg)).status, 200);
+    assert_eq!(call(&g, "GET", "/ro/a", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg)).status, 200);
+    assert_refused(&call(&g, "GET", "/ro/a", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg)), 429, "budget_exhausted");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(call(&g, "GET", "/ro/a", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg)).status, 200, "refilled");
+}

@@ -257,6 +257,8 @@ pub struct GatewayOpts {
     pub binary_block: bool,
     /// `[step_up] hold_secs`.
     pub hold_secs: u64,
+    /// Extra TOML appended to the config (e.g. `[[budgets]]`).
+    pub extra_config: String,
 }
 
 impl Default for GatewayOpts {
@@ -271,6 +273,7 @@ impl Default for GatewayOpts {
             upstream: None,
             binary_block: false,
             hold_secs: 0,
+            extra_config: String::new(),
         }
     }
 }
@@ -408,7 +411,7 @@ approval_ttl_secs = 600
             hold = opts.hold_secs,
         );
         let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, config).expect("write config");
+        std::fs::write(&config_path, format!("{config}\n{}\n", opts.extra_config)).expect("write config");
         let g = Gateway {
             approver_key,
             operator_key,
