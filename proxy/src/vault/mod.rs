@@ -37,6 +37,11 @@ pub enum VaultError {
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {
+    /// Wrap a plaintext (benchmarks and tests; the vault builds its own).
+    pub fn new(value: String) -> Self {
+        Secret(Zeroizing::new(value))
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -1,0 +1,84 @@
+//! UCAN verification (criterion): chains of 1–3 links, uncached (a fresh
+//! verifier per iteration batch) and cached (the same invocation again).
+//! Run with `cargo bench --bench ucan_verify`.
+
+use capgate_filters::ucan::did::did_key;
+use capgate_filters::ucan::mint::{mint, MintSpec};
+use capgate_filters::ucan::{Verifier, VerifierConfig};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use ed25519_dalek::SigningKey;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const NOW: u64 = 1_800_000_000;
+const UP: &str = "https://api.example.com";
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+
+/// (invocation, ucans header, verifier config) for a chain of `links` tokens.
+fn chain(links: usize) -> (String, String, VerifierConfig) {
+    let gateway = key(1);
+    let root = key(2);
+    let mut issuer = root.clone();
+    let mut proofs: Vec<String> = Vec::new();
+    for i in 0..links - 1 {
+        let next = key(10 + i as u8);
+        let d = mint(
+            &issuer,
+            &MintSpec {
+                audience: did_key(&next.verifying_key()),
+                capabilities: vec![(UP.into(), "http/*".into())],
+                expires: NOW + 3600 - i as u64,
+                proofs: proofs.last().cloned().into_iter().collect(),
+                ..Default::default()
+            },
+        );
+        proofs.push(d);
+        issuer = next;
+    }
+    let inv = mint(
+        &issuer,
+        &MintSpec {
+            audience: did_key(&gateway.verifying_key()),
+            capabilities: vec![(format!("{UP}/repos/acme"), "http/GET".into())],
+            expires: NOW + 30,
+            nonce: Some("n".into()),
+            proofs: proofs.last().cloned().into_iter().collect(),
+            ..Default::default()
+        },
+    );
+    let cfg = VerifierConfig {
+        gateway_did: did_key(&gateway.verifying_key()),
+        roots: HashMap::from([(did_key(&root.verifying_key()), Arc::from("acme"))]),
+        max_lifetime_secs: 60,
+        clock_skew_secs: 5,
+        replay_protection: false,
+        cache_capacity: 10_000,
+    };
+    (inv, proofs.join(","), cfg)
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ucan_verify");
+    for links in 1..=3 {
+        let (inv, ucans, cfg) = chain(links);
+        g.bench_function(BenchmarkId::new("uncached", format!("{links}-link")), |b| {
+            b.iter_batched(
+                || Verifier::new(cfg.clone()),
+                |v| v.verify(&inv, Some(&ucans), NOW).map(|x| x.cache_hit),
+                BatchSize::SmallInput,
+            )
+        });
+        let v = Verifier::new(cfg.clone());
+        assert!(v.verify(&inv, Some(&ucans), NOW).is_ok(), "{links}-link chain verifies");
+        g.bench_function(BenchmarkId::new("cached", format!("{links}-link")), |b| {
+            b.iter(|| v.verify(&inv, Some(&ucans), NOW).map(|x| x.cache_hit))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
