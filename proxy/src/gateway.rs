@@ -212,8 +212,9 @@ impl ProxyHttp for Gateway {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no sanitizer for the tenant"))?;
         ctx.header_counts = crate::response_sanitize::scrub_headers(resp, &sanitizer)?;
         let method = session.req_header().method.as_str().to_owned();
+        let chunked_ok = !session.is_http2() && session.req_header().version == http::Version::HTTP_11;
         let (handling, refused) =
-            crate::response_sanitize::plan(resp, &method, &sanitizer, self.state.binary_policy, &ctx.request_id)?;
+            crate::response_sanitize::plan(resp, &method, chunked_ok, &sanitizer, self.state.binary_policy, &ctx.request_id)?;
         if let Some(code) = refused {
             ctx.refused = Some((502, code));
         }

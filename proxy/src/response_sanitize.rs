@@ -133,6 +133,7 @@ fn replace_with(resp: &mut ResponseHeader, refusal: &Refusal, request_id: &str) 
 pub fn plan(
     resp: &mut ResponseHeader,
     method: &str,
+    chunked_ok: bool,
     sanitizer: &Arc<Sanitizer>,
     binary: BinaryPolicy,
     request_id: &str,
@@ -162,6 +163,11 @@ pub fn plan(
     resp.remove_header("content-md5");
     if no_body {
         return Ok((BodyHandling::None, None));
+    }
+    // Without a length, HTTP/1.1 needs chunked framing to keep the
+    // connection alive (HTTP/1.0 falls back to close-delimited; h2 frames).
+    if chunked_ok {
+        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
     }
     let decoder = Decoder::new(encoding).map_err(|_| Error::explain(ErrorType::InternalError, "decoder"))?;
     Ok((BodyHandling::Sanitize { decoder, stream: Box::new(SanitizeStream::new(sanitizer.clone())) }, None))

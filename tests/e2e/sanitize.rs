@@ -168,3 +168,45 @@ fn head_requests_stay_correct() {
         .expect("GET after HEAD");
     assert!(r.text().expect("body").contains("[REDACTED:aws_access_key_id]"));
 }
+
+#[test]
+fn sanitized_responses_are_chunked_and_keep_the_connection_alive() {
+    use std::io::{BufRead, BufReader, Write};
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let stream = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut w = stream.try_clone().expect("clone");
+    let mut r = BufReader::new(stream);
+    for i in 0..2 {
+        let tok = g.invocation(&up, "http/GET", &deleg);
+        write!(w, "GET /svc/secrets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).expect("head line");
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line.to_ascii_lowercase());
+        }
+        assert!(head.starts_with("http/1.1 200"), "request {i}: {head}");
+        assert!(head.contains("transfer-encoding: chunked"), "request {i}: {head}");
+        assert!(!head.contains("connection: close"), "request {i}: {head}");
+        // Read chunks to the terminating zero-length chunk.
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).expect("chunk size");
+            let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
+            let mut chunk = vec![0u8; n + 2];
+            r.read_exact(&mut chunk).expect("chunk");
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        assert!(String::from_utf8_lossy(&body).contains("[REDACTED:aws_access_key_id]"));
+    }
+}

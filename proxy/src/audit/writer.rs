@@ -1,7 +1,7 @@
 //! One chain's writer: a dedicated thread fed by a bounded channel.
 //!
-//! - Group commit: events are written and `fdatasync`ed every
-//!   `commit_interval` or every `commit_events` events, whichever comes first.
+//! - Group commit: every `commit_interval` the writer drains its channel and
+//!   writes and `fdatasync`s the events, in groups of at most `commit_events`.
 //! - Segments `segment-NNNNNN.jsonl` rotate at `segment_bytes`; signed roots
 //!   go to `roots.jsonl` beside them, every `root_interval` and at shutdown.
 //! - On start the chain continues from its last durable event. A torn last
@@ -22,7 +22,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,6 @@ pub struct ChainWriter {
     shared: Arc<Shared>,
     /// Events accepted but not yet durable.
     batch: Vec<RequestEvent>,
-    batch_started: Option<Instant>,
 }
 
 fn segment_name(i: u32) -> String {
@@ -199,7 +198,6 @@ impl ChainWriter {
             settings,
             shared,
             batch: Vec::new(),
-            batch_started: None,
         };
         std::mem::swap(&mut w.seq, &mut seq);
         std::mem::swap(&mut w.head, &mut head);
@@ -254,7 +252,6 @@ impl ChainWriter {
         self.seg_len += buf.len() as u64;
         self.shared.events.with_label_values(&["written"]).inc_by(self.batch.len() as u64);
         self.batch.clear();
-        self.batch_started = None;
         self.seq = seq;
         self.head = head;
         if self.seg_len >= self.settings.segment_bytes {
@@ -308,47 +305,46 @@ impl ChainWriter {
     }
 
     /// The writer loop; returns at shutdown or when every sender is gone.
+    ///
+    /// It sleeps for `commit_interval`, then drains the channel and commits
+    /// in groups of at most `commit_events`. It never blocks in `recv`, so a
+    /// proxy thread's send never has to wake it: one wake-up per interval,
+    /// not one per request.
     pub fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let wait = match self.batch_started {
-                Some(t) => self.settings.commit_interval.saturating_sub(t.elapsed()),
-                None => self.settings.root_interval.saturating_sub(self.last_root_at.elapsed()).min(Duration::from_secs(1)),
-            };
-            match rx.recv_timeout(wait) {
-                Ok(Msg::Event(ev)) => {
-                    self.shared.pending.fetch_sub(1, Ordering::Relaxed);
-                    self.batch.push(*ev);
-                    self.batch_started.get_or_insert_with(Instant::now);
-                    if self.batch.len() >= self.settings.commit_events {
-                        self.try_commit();
-                    }
-                }
-                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
-                    while let Ok(Msg::Event(ev)) = rx.try_recv() {
+            std::thread::sleep(self.settings.commit_interval);
+            let mut stop = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(Msg::Event(ev)) => {
+                        self.shared.pending.fetch_sub(1, Ordering::Relaxed);
                         self.batch.push(*ev);
+                        if self.batch.len() >= self.settings.commit_events {
+                            self.try_commit();
+                        }
                     }
-                    self.try_commit();
-                    if let Err(e) = self.write_root() {
-                        tracing::error!(chain = %self.chain, error = %e, "audit: final root not written");
+                    Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => {
+                        stop = true;
+                        break;
                     }
-                    return;
+                    Err(TryRecvError::Empty) => break,
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.batch_started.is_some_and(|t| t.elapsed() >= self.settings.commit_interval) {
-                        self.try_commit();
-                        if !self.batch.is_empty() {
-                            // Still failing: back off before the next retry.
-                            std::thread::sleep(Duration::from_millis(200));
-                        }
-                    } else if self.batch.is_empty() {
-                        self.set_health(self.seg_still_ours());
-                    }
-                    if self.last_root_at.elapsed() >= self.settings.root_interval {
-                        if let Err(e) = self.write_root() {
-                            tracing::error!(chain = %self.chain, error = %e, "audit: root not written");
-                            self.shared.unhealthy.store(true, Ordering::Relaxed);
-                        }
-                    }
+            }
+            if self.batch.is_empty() {
+                self.set_health(self.seg_still_ours());
+            } else {
+                self.try_commit();
+            }
+            if stop {
+                if let Err(e) = self.write_root() {
+                    tracing::error!(chain = %self.chain, error = %e, "audit: final root not written");
+                }
+                return;
+            }
+            if self.last_root_at.elapsed() >= self.settings.root_interval {
+                if let Err(e) = self.write_root() {
+                    tracing::error!(chain = %self.chain, error = %e, "audit: root not written");
+                    self.shared.unhealthy.store(true, Ordering::Relaxed);
                 }
             }
         }
