@@ -12,8 +12,7 @@ fn clean_json(len: usize) -> Vec<u8> {
     let mut i = 0u64;
     while out.len() < len {
         out.extend_from_slice(
-            format!("{{\"id\":{i},\"name\":\"item {i}\",\"tags\":[\"alpha\",\"beta\"],\"price\":{}.99,\"ok\":true}},", i % 977)
-                .as_bytes(),
+            format!("{{\"id\":{i},\"name\":\"item {i}\",\"tags\":[\"alpha\",\"beta\"],\"price\":{}.99,\"ok\":true}},", i % 977).as_bytes(),
         );
         i += 1;
     }

@@ -65,11 +65,7 @@ fn bench(c: &mut Criterion) {
     for links in 1..=3 {
         let (inv, ucans, cfg) = chain(links);
         g.bench_function(BenchmarkId::new("uncached", format!("{links}-link")), |b| {
-            b.iter_batched(
-                || Verifier::new(cfg.clone()),
-                |v| v.verify(&inv, Some(&ucans), NOW).map(|x| x.cache_hit),
-                BatchSize::SmallInput,
-            )
+            b.iter_batched(|| Verifier::new(cfg.clone()), |v| v.verify(&inv, Some(&ucans), NOW).map(|x| x.cache_hit), BatchSize::SmallInput)
         });
         let v = Verifier::new(cfg.clone());
         assert!(v.verify(&inv, Some(&ucans), NOW).is_ok(), "{links}-link chain verifies");

@@ -40,8 +40,14 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || base.clone(),
             |mut h| {
-                capgate::upstream_headers::rewrite(&mut h, &route, &secret, "/repos/acme/app/issues?state=open", "0123456789abcdef0123456789abcdef")
-                    .expect("rewrite");
+                capgate::upstream_headers::rewrite(
+                    &mut h,
+                    &route,
+                    &secret,
+                    "/repos/acme/app/issues?state=open",
+                    "0123456789abcdef0123456789abcdef",
+                )
+                .expect("rewrite");
                 capgate::response_sanitize::limit_accept_encoding(&mut h).expect("accept-encoding");
                 h
             },

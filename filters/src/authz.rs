@@ -13,8 +13,8 @@
 //! denies: a policy that could not be evaluated must not let a request by.
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId,
-    PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -130,8 +130,7 @@ pub fn parse_schema(src: &str) -> Result<Schema, PolicyLoadError> {
 /// Parse policy text from `file`, naming each policy by its `@id`
 /// annotation (or `<file>#<n>` when it has none), into `into`.
 pub fn parse_policies_into(into: &mut PolicySet, file: &str, src: &str) -> Result<(), PolicyLoadError> {
-    let parsed = PolicySet::from_str(src)
-        .map_err(|e| PolicyLoadError::Parse { file: file.to_owned(), message: render_diagnostic(&e) })?;
+    let parsed = PolicySet::from_str(src).map_err(|e| PolicyLoadError::Parse { file: file.to_owned(), message: render_diagnostic(&e) })?;
     for (n, p) in parsed.policies().enumerate() {
         let id = p.annotation("id").map(str::to_owned).unwrap_or_else(|| format!("{file}#{n}"));
         let renamed: Policy = p.new_id(PolicyId::new(&id));
@@ -159,10 +158,7 @@ impl PolicyEngine {
             let msgs: Vec<String> = result.validation_errors().map(|e| render_diagnostic(e)).collect();
             return Err(PolicyLoadError::Validation(msgs.join("; ")));
         }
-        let reasons = policies
-            .policies()
-            .filter_map(|p| p.annotation("reason").map(|r| (p.id().to_string(), r.to_owned())))
-            .collect();
+        let reasons = policies.policies().filter_map(|p| p.annotation("reason").map(|r| (p.id().to_string(), r.to_owned()))).collect();
         Ok(PolicyEngine { schema, policies, authorizer: Authorizer::new(), reasons, types: Types::new() })
     }
 
@@ -225,8 +221,8 @@ impl PolicyEngine {
         .map_err(|e| e.to_string())?;
         let agent_entity = Entity::new_no_attrs(agent.clone(), HashSet::from([tenant.clone()]));
         let tenant_entity = Entity::new_no_attrs(tenant, HashSet::new());
-        let entities = Entities::from_entities([tenant_entity, agent_entity, route_entity, endpoint_entity], None)
-            .map_err(|e| e.to_string())?;
+        let entities =
+            Entities::from_entities([tenant_entity, agent_entity, route_entity, endpoint_entity], None).map_err(|e| e.to_string())?;
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let context = Context::from_pairs([
             ("method".to_owned(), s(r.method)),
@@ -341,9 +337,7 @@ mod tests {
 
     #[test]
     fn forbid_beats_permit() {
-        let e = engine(
-            r#"@id("no-app-reads") forbid (principal, action, resource) when { context.path like "/repos/acme/app*" };"#,
-        );
+        let e = engine(r#"@id("no-app-reads") forbid (principal, action, resource) when { context.path like "/repos/acme/app*" };"#);
         let r = route(false);
         let d = e.authorize(&req("GET", &r));
         assert!(!d.allowed);

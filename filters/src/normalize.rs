@@ -120,10 +120,10 @@ fn is_ambiguous(bytes: &[u8]) -> bool {
         }
     }
     bytes.windows(5).any(|w| {
-        w[0] == b'%' && w[1] == b'2' && w[2] == b'5' && matches!(
-            (w[3], w[4].to_ascii_lowercase()),
-            (b'2', b'e') | (b'2', b'f') | (b'5', b'c')
-        )
+        w[0] == b'%'
+            && w[1] == b'2'
+            && w[2] == b'5'
+            && matches!((w[3], w[4].to_ascii_lowercase()), (b'2', b'e') | (b'2', b'f') | (b'5', b'c'))
     })
 }
 

@@ -86,7 +86,9 @@ struct RevokeBody {
 impl AdminApp {
     async fn revoke(&self, session: &mut ServerSession, who: &AdminPrincipal) -> Response<Vec<u8>> {
         let bad = |why: &str| refuse(&crate::refusal::Refusal::new(400, "bad_request", why.to_owned()));
-        let Some(body) = read_body(session).await else { return bad("the body is unreadable or too large") };
+        let Some(body) = read_body(session).await else {
+            return bad("the body is unreadable or too large");
+        };
         let Ok(req) = serde_json::from_slice::<RevokeBody>(&body) else {
             return bad("expected {\"cid\": CID} or {\"did\": DID}");
         };
@@ -207,10 +209,9 @@ impl ServeHttp for AdminApp {
             Err(r) => return refuse(&r),
         };
         match (method.as_str(), path.as_str()) {
-            ("GET", "/v1/audit/pubkey") => json(
-                StatusCode::OK,
-                serde_json::json!({"key": self.state.auditor.pubkey_did, "instance": self.state.auditor.instance}),
-            ),
+            ("GET", "/v1/audit/pubkey") => {
+                json(StatusCode::OK, serde_json::json!({"key": self.state.auditor.pubkey_did, "instance": self.state.auditor.instance}))
+            }
             ("GET", "/v1/revocations") => match self.state.store.revocations() {
                 Ok(list) => {
                     let visible: Vec<_> = list.into_iter().filter(|r| who.is_operator() || r.tenant == *who.scope).collect();

@@ -87,8 +87,7 @@ fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, Refusal> {
         [one] => *one,
         _ => return Err(token_refusal(Reason::TokenMalformed, "more than one Authorization header")),
     };
-    let text = std::str::from_utf8(raw)
-        .map_err(|_| token_refusal(Reason::TokenMalformed, "the Authorization header is not ASCII"))?;
+    let text = std::str::from_utf8(raw).map_err(|_| token_refusal(Reason::TokenMalformed, "the Authorization header is not ASCII"))?;
     let (scheme, token) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(token_refusal(Reason::TokenMissing, "the Authorization header must use the Bearer scheme"));
@@ -126,11 +125,7 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
     if req.query.is_some_and(|q| q.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b'#')) {
         return Err(Refusal::new(400, "bad_path", "the query contains a byte that is not allowed"));
     }
-    let route = state
-        .routes
-        .find(&path, req.host)
-        .ok_or_else(|| Refusal::new(404, "no_route", "no route matches this path"))?
-        .clone();
+    let route = state.routes.find(&path, req.host).ok_or_else(|| Refusal::new(404, "no_route", "no route matches this path"))?.clone();
     d.route = Some(route.clone());
 
     let token = bearer(req.authorization)?;
@@ -148,11 +143,7 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
 
     let upstream_path = route.upstream_path(&path);
     let up = &route.upstream;
-    let granted = chain
-        .invocation
-        .capabilities
-        .iter()
-        .any(|c| c.allows(req.method, up.scheme, &up.host, up.port, &upstream_path));
+    let granted = chain.invocation.capabilities.iter().any(|c| c.allows(req.method, up.scheme, &up.host, up.port, &upstream_path));
     if !granted {
         return Err(token_refusal(Reason::CapabilityMismatch, "the token does not grant this method on this URL"));
     }
@@ -187,14 +178,14 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
         let if_cosigned = engine.authorize(&areq);
         if if_cosigned.allowed {
             let reasons = if risk.evaluation_error && risk.policy_ids.is_empty() {
-                vec![crate::approvals::RiskReason { id: "risk-evaluation-error".into(), reason: "a risk policy could not be evaluated".into() }]
+                vec![crate::approvals::RiskReason {
+                    id: "risk-evaluation-error".into(),
+                    reason: "a risk policy could not be evaluated".into(),
+                }]
             } else {
                 risk.policy_ids
                     .iter()
-                    .map(|id| crate::approvals::RiskReason {
-                        id: id.clone(),
-                        reason: risk_engine.reason_of(id).unwrap_or("").to_owned(),
-                    })
+                    .map(|id| crate::approvals::RiskReason { id: id.clone(), reason: risk_engine.reason_of(id).unwrap_or("").to_owned() })
                     .collect()
             };
             let mut full = url.clone();

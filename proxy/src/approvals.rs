@@ -136,7 +136,9 @@ impl ApprovalBook {
 
     /// Pending approvals visible to `scope` (`*` = all tenants).
     pub fn pending(&self, scope: &str, now: u64) -> Vec<Approval> {
-        let Ok(live) = self.live.lock() else { return Vec::new() };
+        let Ok(live) = self.live.lock() else {
+            return Vec::new();
+        };
         let mut v: Vec<Approval> = live
             .values()
             .filter(|a| a.status == Status::Pending && a.expires_at > now && (scope == "*" || a.tenant == scope))
@@ -156,8 +158,7 @@ impl ApprovalBook {
         approvers: &HashMap<String, Vec<String>>,
         now: u64,
     ) -> Result<Approval, Refusal> {
-        let token = capgate_filters::ucan::token::parse_jwt(cosigner)
-            .map_err(|e| Refusal::new(401, "cosigner_invalid", e.detail))?;
+        let token = capgate_filters::ucan::token::parse_jwt(cosigner).map_err(|e| Refusal::new(401, "cosigner_invalid", e.detail))?;
         let mut live = self.lock()?;
         let a = live.get_mut(id).ok_or_else(|| refusal(404, "approval_not_found", "no such approval"))?;
         if a.status != Status::Pending || a.expires_at <= now {
@@ -198,20 +199,18 @@ impl ApprovalBook {
 
     /// True when `token` is an approver's UCAN that may read approval `a`
     /// (`capgate:approval/<id>` with `approval/read`, `grant` or `deny`).
-    pub fn approver_may_read(
-        a: &Approval,
-        token: &str,
-        gateway_did: &str,
-        approvers: &HashMap<String, Vec<String>>,
-        now: u64,
-    ) -> bool {
-        let Ok(t) = capgate_filters::ucan::token::parse_jwt(token) else { return false };
+    pub fn approver_may_read(a: &Approval, token: &str, gateway_did: &str, approvers: &HashMap<String, Vec<String>>, now: u64) -> bool {
+        let Ok(t) = capgate_filters::ucan::token::parse_jwt(token) else {
+            return false;
+        };
         let resource = format!("capgate:approval/{}", a.id);
         approvers.get(&a.tenant).is_some_and(|l| l.contains(&t.issuer))
             && t.audience == gateway_did
             && t.expires > now
-            && t.capabilities.iter().any(|c| matches!((&c.resource, &c.ability),
-                (Resource::Other(r), Ability::Other(ab)) if *r == resource && ab.starts_with("approval/")))
+            && t.capabilities.iter().any(|c| {
+                matches!((&c.resource, &c.ability),
+                (Resource::Other(r), Ability::Other(ab)) if *r == resource && ab.starts_with("approval/"))
+            })
     }
 
     /// Use a granted approval for a retry with this digest (single use).

@@ -48,9 +48,10 @@ impl Budgets {
                     None => (chain.agent().to_owned(), chain.invocation.expires),
                 };
                 let key = format!("calls/{i}/{holder}");
-                let n = self.store.incr_counter(&key, expires).map_err(|_| {
-                    Refusal::new(503, "state_unavailable", "budget counters are unavailable")
-                })?;
+                let n = self
+                    .store
+                    .incr_counter(&key, expires)
+                    .map_err(|_| Refusal::new(503, "state_unavailable", "budget counters are unavailable"))?;
                 if n > max {
                     let mut r = Refusal::new(429, "budget_exhausted", format!("this delegation may make at most {max} such calls"));
                     r.retry_after = Some(expires.saturating_sub(now).max(1));

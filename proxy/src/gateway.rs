@@ -242,9 +242,7 @@ impl ProxyHttp for Gateway {
     /// Errors after admission become JSON refusals.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let refusal = match e.etype() {
-            ErrorType::HTTPStatus(code) if (400..500).contains(code) => {
-                Refusal::new(*code, "bad_request", "the request could not be read")
-            }
+            ErrorType::HTTPStatus(code) if (400..500).contains(code) => Refusal::new(*code, "bad_request", "the request could not be read"),
             _ => match e.esource() {
                 ErrorSource::Upstream => Refusal::new(502, "upstream_unavailable", "the upstream could not be reached or failed"),
                 ErrorSource::Downstream => match e.etype() {
@@ -274,9 +272,10 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let (decision, reason) = match ctx.refused {
-            Some((_, code @ ("upstream_unavailable" | "internal" | "client_closed" | "bad_request" | "unsanitizable_body" | "audit_unavailable"))) => {
-                ("error", code)
-            }
+            Some((
+                _,
+                code @ ("upstream_unavailable" | "internal" | "client_closed" | "bad_request" | "unsanitizable_body" | "audit_unavailable"),
+            )) => ("error", code),
             Some((_, "step_up_required")) => ("step_up", "step_up_required"),
             Some((_, code)) => ("deny", code),
             None => ("allow", "ok"),

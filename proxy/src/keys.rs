@@ -37,9 +37,7 @@ pub fn generate(path: &Path) -> Result<SigningKey, KeyError> {
 /// Write `key` to a new file at `path` (mode 0600).
 pub fn write(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
     let p = path.display().to_string();
-    let pem = key
-        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .map_err(|_| KeyError::Format { path: p.clone() })?;
+    let pem = key.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF).map_err(|_| KeyError::Format { path: p.clone() })?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| KeyError::Write { path: p.clone(), source })?;
     }
@@ -82,7 +80,8 @@ mod tests {
     #[test]
     fn reads_openssl_genpkey_output() {
         // Written by `openssl genpkey -algorithm ed25519` (a throwaway test key).
-        let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPpMPpUpYTHvfEQi6dmv7wZc24nXDtvMxl2J7D/Ufuki\n-----END PRIVATE KEY-----\n";
+        let pem =
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPpMPpUpYTHvfEQi6dmv7wZc24nXDtvMxl2J7D/Ufuki\n-----END PRIVATE KEY-----\n";
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("o.pem");
         std::fs::write(&p, pem).expect("write");

@@ -27,10 +27,10 @@
 
 pub mod admin;
 pub mod admin_auth;
-pub mod audit;
-pub mod budgets;
 pub mod admission;
 pub mod approvals;
+pub mod audit;
+pub mod budgets;
 pub mod cli;
 pub mod config;
 pub mod dev;
@@ -42,8 +42,8 @@ pub mod refusal;
 pub mod reload;
 pub mod request_id;
 pub mod resolve;
-pub mod revocations;
 pub mod response_sanitize;
+pub mod revocations;
 pub mod routes;
 pub mod server;
 pub mod state;

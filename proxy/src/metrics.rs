@@ -55,15 +55,11 @@ impl Metrics {
         )?;
         let duration = HistogramVec::new(
             HistogramOpts::new("capgate_request_duration_seconds", "Time from request head to the end of logging.")
-                .buckets(vec![
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]),
+                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             &["route", "decision"],
         )?;
-        let ucan_cache = IntCounterVec::new(
-            Opts::new("capgate_ucan_cache_total", "Verified-chain cache lookups by result (hit, miss)."),
-            &["result"],
-        )?;
+        let ucan_cache =
+            IntCounterVec::new(Opts::new("capgate_ucan_cache_total", "Verified-chain cache lookups by result (hit, miss)."), &["result"])?;
         let policies_loaded = IntGauge::new("capgate_policies_loaded", "Policies in the active authorization set.")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -75,10 +71,12 @@ impl Metrics {
         )?;
         let redactions_verified =
             IntCounter::new("capgate_redactions_verified_total", "Redacted secrets whose checksum verified (GitHub, npm).")?;
-        let invisible_removed =
-            IntCounter::new("capgate_invisible_removed_total", "Invisible Unicode characters removed from responses.")?;
+        let invisible_removed = IntCounter::new("capgate_invisible_removed_total", "Invisible Unicode characters removed from responses.")?;
         let bodies = IntCounterVec::new(
-            Opts::new("capgate_response_bodies_total", "Response bodies by handling: sanitized, binary_pass, binary_blocked, unsanitizable."),
+            Opts::new(
+                "capgate_response_bodies_total",
+                "Response bodies by handling: sanitized, binary_pass, binary_blocked, unsanitizable.",
+            ),
             &["handling"],
         )?;
         registry.register(Box::new(redactions.clone()))?;

@@ -25,10 +25,7 @@ fn read(dir: &Path, name: &str) -> Result<String, PolicyFilesError> {
 
 /// The newest modification time of the policy files (for the file watch).
 pub fn stamp(dir: &Path) -> Option<std::time::SystemTime> {
-    [SCHEMA_FILE, AUTHZ_FILE, RISK_FILE]
-        .iter()
-        .filter_map(|f| std::fs::metadata(dir.join(f)).and_then(|m| m.modified()).ok())
-        .max()
+    [SCHEMA_FILE, AUTHZ_FILE, RISK_FILE].iter().filter_map(|f| std::fs::metadata(dir.join(f)).and_then(|m| m.modified()).ok()).max()
 }
 
 /// Read and validate the risk set in `dir` (same schema).

@@ -51,7 +51,9 @@ pub fn handling_label(h: &BodyHandling, refused: Option<&'static str>) -> Option
 
 /// Keep only codings capgate decodes in the agent's `Accept-Encoding`.
 pub fn limit_accept_encoding(req: &mut RequestHeader) -> Result<()> {
-    let Some(v) = req.headers.get(header::ACCEPT_ENCODING) else { return Ok(()) };
+    let Some(v) = req.headers.get(header::ACCEPT_ENCODING) else {
+        return Ok(());
+    };
     let wanted: Vec<&str> = v
         .to_str()
         .unwrap_or("")
@@ -91,8 +93,7 @@ pub fn scrub_headers(resp: &mut ResponseHeader, s: &Sanitizer) -> Result<Sanitiz
         if changed {
             resp.remove_header(&name);
             for v in clean {
-                let hv = HeaderValue::from_bytes(&v)
-                    .unwrap_or_else(|_| HeaderValue::from_static("[REDACTED:unrepresentable]"));
+                let hv = HeaderValue::from_bytes(&v).unwrap_or_else(|_| HeaderValue::from_static("[REDACTED:unrepresentable]"));
                 resp.append_header(name.clone(), hv)?;
             }
         }

@@ -99,9 +99,7 @@ impl RouteTable {
     pub fn new(routes: Vec<Route>) -> Self {
         let mut routes: Vec<_> = routes.into_iter().map(std::sync::Arc::new).collect();
         // Host-bound routes first, then longest prefix first.
-        routes.sort_by(|a, b| {
-            b.host_match.is_some().cmp(&a.host_match.is_some()).then(b.prefix.len().cmp(&a.prefix.len()))
-        });
+        routes.sort_by(|a, b| b.host_match.is_some().cmp(&a.host_match.is_some()).then(b.prefix.len().cmp(&a.prefix.len())));
         RouteTable { routes }
     }
 

@@ -30,11 +30,7 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway { state: state.clone() },
-        "capgate proxy",
-    );
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway { state: state.clone() }, "capgate proxy");
     proxy.add_tcp(&cfg.server.listen);
     server.add_service(proxy);
 

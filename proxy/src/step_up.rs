@@ -96,7 +96,8 @@ pub async fn release(state: &GatewayState, session: &mut Session, ctx: &mut Requ
             }
         }
     }
-    let mut r = Refusal::new(403, "step_up_required", "this request needs a cosigner; retry with the capgate-approval header once approved");
+    let mut r =
+        Refusal::new(403, "step_up_required", "this request needs a cosigner; retry with the capgate-approval header once approved");
     let mut extra = serde_json::Map::new();
     extra.insert("approval_id".into(), approval.id.clone().into());
     extra.insert("action".into(), approval.action.clone().into());

@@ -46,10 +46,7 @@ const OVERRIDES: [HeaderName; 9] = [
 /// Headers that a `Connection` listing may not remove: dropping them would
 /// change how the body is framed or what it means.
 fn protected(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "content-length" | "transfer-encoding" | "content-type" | "content-encoding" | "host"
-    )
+    matches!(name.as_str(), "content-length" | "transfer-encoding" | "content-type" | "content-encoding" | "host")
 }
 
 pub fn rewrite(req: &mut RequestHeader, route: &Route, credential: &Secret, target: &str, request_id: &str) -> Result<()> {
@@ -57,11 +54,7 @@ pub fn rewrite(req: &mut RequestHeader, route: &Route, credential: &Secret, targ
     let mut doomed: Vec<HeaderName> = Vec::new();
     for v in req.headers.get_all(header::CONNECTION) {
         if let Ok(s) = v.to_str() {
-            doomed.extend(
-                s.split(',')
-                    .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-                    .filter(|n| !protected(n)),
-            );
+            doomed.extend(s.split(',').filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()).filter(|n| !protected(n)));
         }
     }
     for name in req.headers.keys() {
@@ -92,9 +85,7 @@ pub fn rewrite(req: &mut RequestHeader, route: &Route, credential: &Secret, targ
     req.insert_header(route.inject_header.clone(), hv)?;
     req.insert_header(header::HOST, route.authority.as_str())?;
     req.insert_header(HeaderName::from_static(crate::gateway::REQUEST_ID_HEADER), request_id)?;
-    let uri: http::Uri = target
-        .parse()
-        .map_err(|_| Error::explain(ErrorType::InternalError, "the upstream target is not a valid URI"))?;
+    let uri: http::Uri = target.parse().map_err(|_| Error::explain(ErrorType::InternalError, "the upstream target is not a valid URI"))?;
     req.set_uri(uri);
     Ok(())
 }

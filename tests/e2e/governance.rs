@@ -29,10 +29,19 @@ fn revoking_the_delegating_did_kills_its_children_and_survives_restart() {
     let mut g = Gateway::start(GatewayOpts::default());
     let up = g.upstream.url();
     let mid = new_key();
-    let d1 = mint(&g.root_key, &MintSpec { audience: did(&mid), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 3600, ..Default::default() });
+    let d1 = mint(
+        &g.root_key,
+        &MintSpec { audience: did(&mid), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 3600, ..Default::default() },
+    );
     let d2 = mint(
         &mid,
-        &MintSpec { audience: did(&g.agent_key), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 600, proofs: vec![d1.clone()], ..Default::default() },
+        &MintSpec {
+            audience: did(&g.agent_key),
+            capabilities: vec![(up.clone(), "http/*".into())],
+            expires: now() + 600,
+            proofs: vec![d1.clone()],
+            ..Default::default()
+        },
     );
     let ucans = format!("{d1},{d2}");
     assert_eq!(call(&g, "GET", "/svc/a", Some(&g.invocation(&up, "http/GET", &d2)), Some(&ucans)).status, 200);
@@ -63,7 +72,12 @@ fn the_admin_api_is_authenticated_and_tenant_scoped() {
     assert_eq!(r.status, 401, "{}", r.text);
     let wrong_cap = mint(
         &g.root_key,
-        &MintSpec { audience: g.gateway_did(), capabilities: vec![(g.upstream.url(), "http/GET".into())], expires: now() + 60, ..Default::default() },
+        &MintSpec {
+            audience: g.gateway_did(),
+            capabilities: vec![(g.upstream.url(), "http/GET".into())],
+            expires: now() + 60,
+            ..Default::default()
+        },
     );
     assert_eq!(g.admin("GET", "/v1/revocations", Some(&wrong_cap), None).error(), "admin_forbidden");
     // Tenant "other" revokes in its own tenant; acme's admin cannot see it or act for other.
@@ -98,17 +112,24 @@ fn a_broken_policy_is_refused_while_traffic_flows_and_a_good_one_takes_effect() 
     assert!(r.json["reason"].as_str().unwrap_or("").contains("nope"), "the parser's message: {}", r.text);
     assert_eq!(call(&g, "GET", "/svc/a", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg)).status, 200, "old set serves");
     // A good set that forbids reads under /svc/blocked takes effect (via the CLI here).
-    std::fs::write(&authz, format!("{original}\n@id(\"no-blocked\") forbid(principal, action, resource) when {{ context.path like \"/blocked*\" }};"))
-        .expect("write");
+    std::fs::write(
+        &authz,
+        format!("{original}\n@id(\"no-blocked\") forbid(principal, action, resource) when {{ context.path like \"/blocked*\" }};"),
+    )
+    .expect("write");
     let op_pem = g.dir.path().join("op.pem");
     write_key(&op_pem, &g.operator_key);
-    let out = g.cli(&["policy", "reload", "--key", op_pem.to_str().expect("utf8"), "--admin", &format!("127.0.0.1:{}", g.admin_port)], None);
+    let out =
+        g.cli(&["policy", "reload", "--key", op_pem.to_str().expect("utf8"), "--admin", &format!("127.0.0.1:{}", g.admin_port)], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = call(&g, "GET", "/svc/blocked/x", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg));
     assert_refused(&r, 403, "policy_denied");
     assert!(r.text.contains("no-blocked"));
     let m = g.metrics();
-    assert!(m.contains(r#"capgate_policy_reloads_total{result="error"}"#) && m.contains(r#"capgate_policy_reloads_total{result="ok"}"#), "{m}");
+    assert!(
+        m.contains(r#"capgate_policy_reloads_total{result="error"}"#) && m.contains(r#"capgate_policy_reloads_total{result="ok"}"#),
+        "{m}"
+    );
 }
 
 #[test]
@@ -118,7 +139,8 @@ fn sighup_and_the_file_watch_reload_policies() {
     let deleg = g.delegation(&up, "http/*");
     let authz = g.dir.path().join("policies/authz.cedar");
     let original = std::fs::read_to_string(&authz).expect("authz");
-    std::fs::write(&authz, format!("{original}\n@id(\"watch\") forbid(principal, action, resource) when {{ context.path like \"/w*\" }};")).expect("write");
+    std::fs::write(&authz, format!("{original}\n@id(\"watch\") forbid(principal, action, resource) when {{ context.path like \"/w*\" }};"))
+        .expect("write");
     let pid = g.child.as_ref().expect("running").id();
     let _ = std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
@@ -165,7 +187,9 @@ fn a_risky_call_needs_a_cosigner_bound_to_the_exact_request() {
     let id = r.json["approval_id"].as_str().expect("approval id").to_owned();
     assert_eq!(r.json["action"], format!("DELETE {up}/repos/a"));
     assert_eq!(r.json["tier"], "danger");
-    assert!(r.json["reasons"].as_array().is_some_and(|a| a.iter().any(|x| x["id"] == "risk-delete" && x["reason"] == "DELETE removes data")));
+    assert!(r.json["reasons"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x["id"] == "risk-delete" && x["reason"] == "DELETE removes data")));
     assert!(r.json["expires_at"].as_str().is_some_and(|t| t.ends_with('Z')));
     // An identical retry finds the same approval.
     assert_eq!(delete(&g, "/svc/repos/a", &deleg, None, None).json["approval_id"], id.as_str());
@@ -181,10 +205,25 @@ fn a_risky_call_needs_a_cosigner_bound_to_the_exact_request() {
     assert_refused(&delete(&g, "/svc/repos/b", &deleg, Some(&id), None), 403, "approval_invalid");
     assert_refused(&delete(&g, "/svc/repos/a", &deleg, Some(&id), Some("{\"force\":true}")), 403, "approval_invalid");
     let other_agent = new_key();
-    let d2 = mint(&g.root_key, &MintSpec { audience: did(&other_agent), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 600, ..Default::default() });
+    let d2 = mint(
+        &g.root_key,
+        &MintSpec {
+            audience: did(&other_agent),
+            capabilities: vec![(up.clone(), "http/*".into())],
+            expires: now() + 600,
+            ..Default::default()
+        },
+    );
     let inv2 = mint(
         &other_agent,
-        &MintSpec { audience: g.gateway_did(), capabilities: vec![(up.clone(), "http/DELETE".into())], expires: now() + 30, nonce: Some(nonce()), proofs: vec![d2.clone()], ..Default::default() },
+        &MintSpec {
+            audience: g.gateway_did(),
+            capabilities: vec![(up.clone(), "http/DELETE".into())],
+            expires: now() + 30,
+            nonce: Some(nonce()),
+            proofs: vec![d2.clone()],
+            ..Default::default()
+        },
     );
     let r = send(
         reqwest::blocking::Client::new()
@@ -312,7 +351,12 @@ burst = 2
     // (a different expiry makes it a different token, so a different CID)
     let fresh = mint(
         &g.root_key,
-        &MintSpec { audience: did(&g.agent_key), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 1800, ..Default::default() },
+        &MintSpec {
+            audience: did(&g.agent_key),
+            capabilities: vec![(up.clone(), "http/*".into())],
+            expires: now() + 1800,
+            ..Default::default()
+        },
     );
     assert_ne!(fresh, deleg);
     assert_eq!(call(&g, "POST", "/svc/things", Some(&g.invocation(&up, "http/POST", &fresh)), Some(&fresh)).status, 200);

@@ -65,9 +65,7 @@ fn three_link_chain_with_redelegation_is_allowed() {
 #[test]
 fn a_cedar_forbid_beats_a_permit() {
     let g = Gateway::start(GatewayOpts {
-        extra_policy: Some(
-            r#"@id("no-secrets-path") forbid (principal, action, resource) when { context.path like "/secrets*" };"#.into(),
-        ),
+        extra_policy: Some(r#"@id("no-secrets-path") forbid (principal, action, resource) when { context.path like "/secrets*" };"#.into()),
         ..Default::default()
     });
     let up = g.upstream.url();
@@ -179,11 +177,8 @@ fn path_confusion_never_reaches_another_host_or_path() {
 /// A GET sent over a raw socket, so no client library normalises the path.
 fn raw_get(g: &Gateway, path: &str, token: &str, ucans: &str) -> Reply {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nucans: {ucans}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nucans: {ucans}\r\nConnection: close\r\n\r\n")
+        .expect("write");
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("read");
     let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);

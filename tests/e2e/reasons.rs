@@ -69,13 +69,23 @@ fn each_reason_code_comes_from_the_pipeline() {
     // Proof addressed to someone else.
     let stray = mint(
         &g.root_key,
-        &MintSpec { audience: did(&new_key()), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 600, ..Default::default() },
+        &MintSpec {
+            audience: did(&new_key()),
+            capabilities: vec![(up.clone(), "http/*".into())],
+            expires: now() + 600,
+            ..Default::default()
+        },
     );
     assert_refused(&get(&g.invocation(&up, "http/GET", &stray), Some(&stray)), 401, "broken_chain");
     // A proof that expires before its child.
     let short = mint(
         &g.root_key,
-        &MintSpec { audience: did(&g.agent_key), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 10, ..Default::default() },
+        &MintSpec {
+            audience: did(&g.agent_key),
+            capabilities: vec![(up.clone(), "http/*".into())],
+            expires: now() + 10,
+            ..Default::default()
+        },
     );
     assert_refused(&get(&g.invocation(&up, "http/GET", &short), Some(&short)), 401, "broken_chain");
     // A child that widens its parent: parent grants GET on /repos, child claims http/* on the host.
@@ -86,7 +96,12 @@ fn each_reason_code_comes_from_the_pipeline() {
     let rogue = new_key();
     let rogue_deleg = mint(
         &rogue,
-        &MintSpec { audience: did(&g.agent_key), capabilities: vec![(up.clone(), "http/*".into())], expires: now() + 600, ..Default::default() },
+        &MintSpec {
+            audience: did(&g.agent_key),
+            capabilities: vec![(up.clone(), "http/*".into())],
+            expires: now() + 600,
+            ..Default::default()
+        },
     );
     assert_refused(&get(&g.invocation(&up, "http/GET", &rogue_deleg), Some(&rogue_deleg)), 401, "untrusted_root");
     // No nonce while replay protection is on.

@@ -4,12 +4,7 @@ use crate::harness::*;
 use std::process::Command;
 
 fn serve_fails(g: &Gateway, key: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&g.config_path)
-        .env("CAPGATE_VAULT_KEY", key)
-        .output()
-        .expect("run serve");
+    let out = Command::new(BIN).args(["serve", "--config"]).arg(&g.config_path).env("CAPGATE_VAULT_KEY", key).output().expect("run serve");
     assert!(!out.status.success(), "serve must fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -64,7 +59,20 @@ fn keygen_did_and_mint_cli_round_trip() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), agent);
     let up = g.upstream.url();
     let out = g.cli(
-        &["mint", "--key", root_pem.to_str().expect("utf8"), "--aud", &agent, "--with", &up, "--can", "http/*", "--ttl", "600", "--token-only"],
+        &[
+            "mint",
+            "--key",
+            root_pem.to_str().expect("utf8"),
+            "--aud",
+            &agent,
+            "--with",
+            &up,
+            "--can",
+            "http/*",
+            "--ttl",
+            "600",
+            "--token-only",
+        ],
         None,
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -130,11 +130,7 @@ pub fn builtin() -> Vec<Format> {
         f("anthropic_api_key", &["sk-ant-"], tail(Base64Url, 32, 200)),
         f("openai_api_key", &["sk-proj-", "sk-svcacct-", "sk-admin-", "sk-"], tail(Base64Url, 20, 200)),
         f("huggingface_token", &["hf_"], tail(Base62, 30, 40)),
-        f(
-            "npm_token",
-            &["npm_"],
-            Rule::Tail { charset: Base62, min: 36, max: 36, check: Check::Crc32Base62, keep_prefix: false },
-        ),
+        f("npm_token", &["npm_"], Rule::Tail { charset: Base62, min: 36, max: 36, check: Check::Crc32Base62, keep_prefix: false }),
         f("pypi_token", &["pypi-AgEIcHlwaS5vcmc", "pypi-AgENdGVzdC5weXBpLm9yZw"], tail(Base64Url, 40, 400)),
         f("twilio_api_key", &["SK"], tail(Hex, 32, 32)),
         f("sendgrid_api_key", &["SG."], tail(DotToken, 66, 69)),
@@ -162,11 +158,7 @@ pub fn builtin() -> Vec<Format> {
         f("alibaba_access_key_id", &["LTAI"], tail(Base62, 20, 24)),
         f("azure_storage_key", &["AccountKey="], Rule::Keyword { charset: Base64, min: 86, max: 88 }),
         f("jwt", &["eyJ"], Rule::Jwt),
-        f(
-            "private_key",
-            &["-----BEGIN "],
-            Rule::PemPrivateKey,
-        ),
+        f("private_key", &["-----BEGIN "], Rule::PemPrivateKey),
         Format { id: "url_credentials", prefixes: &["://"], rule: Rule::UrlUserinfo, boundary: false },
         Format {
             id: "bearer_token",

@@ -12,7 +12,9 @@ pub enum BodyKind {
 /// Classify a `Content-Type` value. A missing type is treated as text, so an
 /// unlabelled body is never passed unsanitized.
 pub fn classify(content_type: Option<&str>) -> BodyKind {
-    let Some(ct) = content_type else { return BodyKind::Text };
+    let Some(ct) = content_type else {
+        return BodyKind::Text;
+    };
     let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let (ty, sub) = essence.split_once('/').unwrap_or((essence.as_str(), ""));
     let text = ty == "text"

@@ -35,7 +35,9 @@ pub enum DecodeError {
 impl Encoding {
     /// Parse a `Content-Encoding` value (absent = identity).
     pub fn parse(value: Option<&str>) -> Result<Encoding, DecodeError> {
-        let Some(v) = value else { return Ok(Encoding::Identity) };
+        let Some(v) = value else {
+            return Ok(Encoding::Identity);
+        };
         match v.trim().to_ascii_lowercase().as_str() {
             "" | "identity" => Ok(Encoding::Identity),
             "gzip" | "x-gzip" => Ok(Encoding::Gzip),
@@ -73,9 +75,7 @@ impl Decoder {
             Encoding::Gzip => Inner::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
             Encoding::Deflate => Inner::DeflatePending(Vec::new()),
             Encoding::Brotli => Inner::Brotli(Box::new(brotli::DecompressorWriter::new(Vec::new(), 8192))),
-            Encoding::Zstd => Inner::Zstd(Box::new(
-                zstd::stream::write::Decoder::new(Vec::new()).map_err(|_| DecodeError::Corrupt)?,
-            )),
+            Encoding::Zstd => Inner::Zstd(Box::new(zstd::stream::write::Decoder::new(Vec::new()).map_err(|_| DecodeError::Corrupt)?)),
         };
         Ok(Some(Decoder { inner }))
     }

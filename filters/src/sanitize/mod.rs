@@ -148,15 +148,7 @@ impl<S: std::ops::Deref<Target = Sanitizer>> SanitizeStream<S> {
     pub fn counts(&self) -> SanitizeCounts {
         let c = &self.secrets.counts;
         SanitizeCounts {
-            by_kind: self
-                .s
-                .catalogue
-                .formats
-                .iter()
-                .zip(&c.by_format)
-                .filter(|(_, n)| **n > 0)
-                .map(|(f, n)| (f.id, *n))
-                .collect(),
+            by_kind: self.s.catalogue.formats.iter().zip(&c.by_format).filter(|(_, n)| **n > 0).map(|(f, n)| (f.id, *n)).collect(),
             vault_echoes: c.vault_echoes,
             verified: c.verified,
             invisible_removed: self.unicode.counts.removed,

@@ -57,10 +57,8 @@ impl Catalogue {
             patterns.push(lit);
             owner.push(formats.len() + j);
         }
-        let automaton = AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-            .build(&patterns)
-            .map_err(|e| e.to_string())?;
+        let automaton =
+            AhoCorasick::builder().match_kind(aho_corasick::MatchKind::LeftmostLongest).build(&patterns).map_err(|e| e.to_string())?;
         let max_pattern = patterns.iter().map(|p| p.len()).max().unwrap_or(1);
         let mut first_bytes = [false; 256];
         for p in &patterns {
@@ -98,7 +96,13 @@ impl Catalogue {
         // digits, optionally followed by ':' or ':A'
         let mut j = len;
         let tail = &buf[from..];
-        let strip = if tail.ends_with(b":A") { 2 } else if tail.ends_with(b":") { 1 } else { 0 };
+        let strip = if tail.ends_with(b":A") {
+            2
+        } else if tail.ends_with(b":") {
+            1
+        } else {
+            0
+        };
         j -= strip;
         let mut d = 0;
         while d < 10 && j > from + d && buf[j - 1 - d].is_ascii_digit() {

@@ -80,11 +80,15 @@ fn negatives(id: &str, seed: u64) -> Vec<String> {
         .into_iter()
         .filter(|s| fmt.boundary || !s.starts_with('x'))
         .collect(),
-        Rule::Keyword { charset, min, .. } => vec![format!("{prefix}=\"{}\"", fill(charset, min - 5, seed))],
+        Rule::Keyword { charset, min, .. } => {
+            vec![format!("{prefix}=\"{}\"", fill(charset, min - 5, seed))]
+        }
         Rule::Jwt => vec!["eyJhbGciOi.short".into(), format!("{}.{}", b64(b"{\"a\":1}"), "eyJzdWIiOiIxIn0")],
         Rule::UrlUserinfo => vec!["https://example.com/a@b".into(), "mailto://user@example.com".into(), "https://user@example.com/".into()],
         Rule::TelegramBot => vec![format!("12345:AA{}", fill(Charset::Base64Url, 33, seed)), "time 12345678:AAbc".into()],
-        Rule::PemPrivateKey => vec!["-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----".into(), "-----BEGIN PUBLIC KEY-----".into()],
+        Rule::PemPrivateKey => {
+            vec!["-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----".into(), "-----BEGIN PUBLIC KEY-----".into()]
+        }
         _ => vec![],
     }
 }

@@ -339,8 +339,20 @@ mod tests {
     #[test]
     fn removes_the_table() {
         let bad = [
-            "\u{E0001}", "\u{E0041}", "\u{E007F}", "\u{202A}", "\u{202E}", "\u{2066}", "\u{2069}", "\u{200B}", "\u{200C}",
-            "\u{2060}", "\u{2064}", "\u{3164}", "\u{FFA0}", "\u{180E}",
+            "\u{E0001}",
+            "\u{E0041}",
+            "\u{E007F}",
+            "\u{202A}",
+            "\u{202E}",
+            "\u{2066}",
+            "\u{2069}",
+            "\u{200B}",
+            "\u{200C}",
+            "\u{2060}",
+            "\u{2064}",
+            "\u{3164}",
+            "\u{FFA0}",
+            "\u{180E}",
         ];
         for b in bad {
             let (out, counts) = clean(format!("a{b}b").as_bytes());
@@ -362,15 +374,15 @@ mod tests {
     #[test]
     fn emoji_survive_byte_identical() {
         for e in [
-            "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}", // family
+            "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}",    // family
             "\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}", // England
             "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}", // Scotland
-            "\u{1F1EF}\u{1F1F5}",                                               // JP flag
-            "1\u{FE0F}\u{20E3}",                                                 // keycap 1
+            "\u{1F1EF}\u{1F1F5}",                                              // JP flag
+            "1\u{FE0F}\u{20E3}",                                               // keycap 1
             "#\u{FE0F}\u{20E3}",
             "\u{2764}\u{FE0F}",
             "\u{1F469}\u{1F3FD}\u{200D}\u{1F4BB}", // woman technologist, skin tone
-            "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}", // rainbow flag
+            "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}",  // rainbow flag
             "\u{1F441}\u{FE0F}\u{200D}\u{1F5E8}\u{FE0F}",
             "caf\u{E9} \u{4E2D}\u{6587} \u{1F600}",
         ] {

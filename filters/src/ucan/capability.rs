@@ -80,10 +80,7 @@ impl HttpUrl {
 
     /// True when this resource covers the given request target.
     pub fn covers(&self, scheme: Scheme, host: &str, port: u16, path: &str) -> bool {
-        self.scheme == scheme
-            && self.port == port
-            && self.host.eq_ignore_ascii_case(host)
-            && path_covers(&self.path, path)
+        self.scheme == scheme && self.port == port && self.host.eq_ignore_ascii_case(host) && path_covers(&self.path, path)
     }
 
     /// True when this resource covers `other` (same origin, path descendant).
@@ -124,10 +121,8 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), CapabilityErr
             None => (authority, None),
         }
     };
-    let valid_host = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':' | b'_'));
+    let valid_host =
+        !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':' | b'_'));
     if !valid_host {
         return Err(CapabilityError::BadUrl);
     }

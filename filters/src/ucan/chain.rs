@@ -187,9 +187,7 @@ impl<S: TokenSource> Walk<'_, S> {
         }
         let decided = match decided {
             Some(d) => d,
-            None => {
-                return Err(last_err.unwrap_or(TokenError::new(Reason::BrokenChain, "no proof supports the token")))
-            }
+            None => return Err(last_err.unwrap_or(TokenError::new(Reason::BrokenChain, "no proof supports the token"))),
         };
         for cap in &token.capabilities {
             let covered = valid.iter().any(|p| p.capabilities.iter().any(|pc| pc.covers(cap)));

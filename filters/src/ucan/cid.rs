@@ -31,9 +31,7 @@ impl Cid {
     /// Parse a CID string. `None` if it is not a CIDv1 with a sha2-256 multihash.
     pub fn parse(s: &str) -> Option<Self> {
         let bytes = match s.as_bytes().first()? {
-            b'b' => data_encoding::BASE32_NOPAD
-                .decode(s[1..].to_ascii_uppercase().as_bytes())
-                .ok()?,
+            b'b' => data_encoding::BASE32_NOPAD.decode(s[1..].to_ascii_uppercase().as_bytes()).ok()?,
             b'z' => bs58::decode(&s[1..]).into_vec().ok()?,
             _ => return None,
         };

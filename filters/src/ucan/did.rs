@@ -25,9 +25,7 @@ pub enum DidError {
 /// Parse an Ed25519 `did:key` into its verifying key.
 pub fn parse_did_key(did: &str) -> Result<VerifyingKey, DidError> {
     let encoded = did.strip_prefix(DID_KEY_PREFIX).ok_or(DidError::NotDidKey)?;
-    let bytes = bs58::decode(encoded)
-        .into_vec()
-        .map_err(|_| DidError::BadEncoding)?;
+    let bytes = bs58::decode(encoded).into_vec().map_err(|_| DidError::BadEncoding)?;
     if bytes.len() < 2 || bytes[..2] != ED25519_PREFIX {
         return Err(DidError::UnsupportedKeyType(bytes.first().copied().unwrap_or(0)));
     }

@@ -190,8 +190,7 @@ pub fn parse_jwt_with_cid(jwt: &str, cid: Cid) -> Result<Token, TokenError> {
         _ => return Err(malformed("a JWT has exactly three dot-separated parts")),
     };
     let header_bytes = b64::decode(h.as_bytes()).ok_or_else(|| malformed("the header is not canonical base64url"))?;
-    let header: Header =
-        serde_json::from_slice(&header_bytes).map_err(|_| malformed("the header is not a valid UCAN JWT header"))?;
+    let header: Header = serde_json::from_slice(&header_bytes).map_err(|_| malformed("the header is not a valid UCAN JWT header"))?;
     if header.alg != "EdDSA" {
         return Err(TokenError::new(Reason::BadSignature, "unsupported signature algorithm: only EdDSA is accepted"));
     }
@@ -202,16 +201,15 @@ pub fn parse_jwt_with_cid(jwt: &str, cid: Cid) -> Result<Token, TokenError> {
         return Err(malformed("a UCAN 0.10 header must carry typ JWT"));
     }
     let payload_bytes = b64::decode(p.as_bytes()).ok_or_else(|| malformed("the payload is not canonical base64url"))?;
-    let sig_bytes = b64::decode(s.as_bytes()).ok_or_else(|| {
-        TokenError::new(Reason::BadSignature, "the signature is not canonical base64url")
-    })?;
-    let signature = Signature::from_slice(&sig_bytes)
-        .map_err(|_| TokenError::new(Reason::BadSignature, "the signature is not 64 bytes"))?;
+    let sig_bytes =
+        b64::decode(s.as_bytes()).ok_or_else(|| TokenError::new(Reason::BadSignature, "the signature is not canonical base64url"))?;
+    let signature =
+        Signature::from_slice(&sig_bytes).map_err(|_| TokenError::new(Reason::BadSignature, "the signature is not 64 bytes"))?;
 
     let (version, iss, aud, exp, nbf, nnc, fct, capabilities, prf) = match header.ucv.as_deref() {
         None => {
-            let pl: PayloadV010 = serde_json::from_slice(&payload_bytes)
-                .map_err(|_| malformed("the payload is not a valid UCAN 0.10 payload"))?;
+            let pl: PayloadV010 =
+                serde_json::from_slice(&payload_bytes).map_err(|_| malformed("the payload is not a valid UCAN 0.10 payload"))?;
             if pl.ucv != "0.10.0" {
                 return Err(malformed("unsupported UCAN version"));
             }
@@ -229,8 +227,8 @@ pub fn parse_jwt_with_cid(jwt: &str, cid: Cid) -> Result<Token, TokenError> {
             (UcanVersion::V0_10, pl.iss, pl.aud, pl.exp, pl.nbf, pl.nnc, pl.fct, caps, pl.prf)
         }
         Some(v) if v.starts_with("0.8.") => {
-            let pl: PayloadV08 = serde_json::from_slice(&payload_bytes)
-                .map_err(|_| malformed("the payload is not a valid UCAN 0.8 payload"))?;
+            let pl: PayloadV08 =
+                serde_json::from_slice(&payload_bytes).map_err(|_| malformed("the payload is not a valid UCAN 0.8 payload"))?;
             let mut caps = Vec::with_capacity(pl.att.len());
             for att in pl.att {
                 let cap = Capability::parse(&att.with, &att.can).map_err(cap_error)?;
@@ -253,9 +251,7 @@ pub fn parse_jwt_with_cid(jwt: &str, cid: Cid) -> Result<Token, TokenError> {
         }
     }
     let issuer_key: VerifyingKey = parse_did_key(&iss).map_err(|e| match e {
-        super::did::DidError::UnsupportedKeyType(_) => {
-            TokenError::new(Reason::BadSignature, "the issuer is not an Ed25519 did:key")
-        }
+        super::did::DidError::UnsupportedKeyType(_) => TokenError::new(Reason::BadSignature, "the issuer is not an Ed25519 did:key"),
         _ => malformed("the issuer is not a valid did:key"),
     })?;
     if !aud.starts_with("did:") {
@@ -277,16 +273,5 @@ pub fn parse_jwt_with_cid(jwt: &str, cid: Cid) -> Result<Token, TokenError> {
             proofs.push(ProofRef::Cid(Cid::parse(&p).ok_or_else(|| malformed("a proof is not a valid CID"))?));
         }
     }
-    Ok(Token {
-        cid,
-        version,
-        issuer: iss,
-        audience: aud,
-        expires,
-        not_before: nbf,
-        nonce: nnc,
-        capabilities,
-        proofs,
-        facts: fct,
-    })
+    Ok(Token { cid, version, issuer: iss, audience: aud, expires, not_before: nbf, nonce: nnc, capabilities, proofs, facts: fct })
 }

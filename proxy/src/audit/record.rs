@@ -135,9 +135,15 @@ impl Root {
         if self.key != did {
             return false;
         }
-        let Ok(input) = root_signing_input(&self.chain, self.seq, &self.head, &self.ts, &self.key) else { return false };
-        let Some(bytes) = capgate_filters::ucan::b64::decode(self.sig.as_bytes()) else { return false };
-        let Ok(sig) = Signature::from_slice(&bytes) else { return false };
+        let Ok(input) = root_signing_input(&self.chain, self.seq, &self.head, &self.ts, &self.key) else {
+            return false;
+        };
+        let Some(bytes) = capgate_filters::ucan::b64::decode(self.sig.as_bytes()) else {
+            return false;
+        };
+        let Ok(sig) = Signature::from_slice(&bytes) else {
+            return false;
+        };
         pubkey.verify_strict(&input, &sig).is_ok()
     }
 }

@@ -136,15 +136,8 @@ pub fn verify_chain(dir: &Path, pubkey: &VerifyingKey) -> Result<ChainReport, St
             format!("{}:{}", name(dir.parent()), name(Some(dir)))
         });
     let seqs: Vec<Option<u64>> = parsed.iter().map(|o| o.as_ref().and_then(|o| o.get("seq")?.as_u64())).collect();
-    let mut report = ChainReport {
-        dir: dir.to_owned(),
-        chain: chain.clone(),
-        events: 0,
-        roots: 0,
-        failure: None,
-        warnings: vec![],
-        notes: vec![],
-    };
+    let mut report =
+        ChainReport { dir: dir.to_owned(), chain: chain.clone(), events: 0, roots: 0, failure: None, warnings: vec![], notes: vec![] };
     let mut failure = None;
     let mut expected = 1u64;
     let mut prev_hash = genesis(&chain);
@@ -302,15 +295,28 @@ mod tests {
     #[test]
     fn tamper_kinds() {
         check(|l| l[2] = l[2].replace("\"r3\"", "\"rX\""), "edited", 3);
-        check(|l| { l.remove(3); }, "missing", 4);
+        check(
+            |l| {
+                l.remove(3);
+            },
+            "missing",
+            4,
+        );
         check(|l| l.swap(1, 2), "reordered", 2);
-        check(|l| { l.truncate(4); }, "missing", 5);
+        check(
+            |l| {
+                l.truncate(4);
+            },
+            "missing",
+            5,
+        );
         check(
             |l| {
                 // A forged event with a correct hash and link, claiming seq 3.
                 let prev: Value = serde_json::from_str(&l[1]).expect("json");
                 let ev = RequestEvent { event: "request".into(), tenant: "acme".into(), request_id: "forged".into(), ..Default::default() };
-                let (forged, _) = seal_event(&ev, 3, "2026-01-01T00:00:00.000000Z", "acme:i1", prev["hash"].as_str().expect("hash")).expect("seal");
+                let (forged, _) =
+                    seal_event(&ev, 3, "2026-01-01T00:00:00.000000Z", "acme:i1", prev["hash"].as_str().expect("hash")).expect("seal");
                 l.insert(2, forged);
             },
             "inserted",

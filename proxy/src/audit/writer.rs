@@ -202,7 +202,11 @@ impl ChainWriter {
         std::mem::swap(&mut w.seq, &mut seq);
         std::mem::swap(&mut w.head, &mut head);
         if !torn.is_empty() {
-            let name = format!("torn-{}-{}.bin", w.seq + 1, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+            let name = format!(
+                "torn-{}-{}.bin",
+                w.seq + 1,
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+            );
             let p = w.dir.join(&name);
             std::fs::write(&p, &torn).map_err(io("write", &p))?;
             let note = RequestEvent {

@@ -87,12 +87,7 @@ impl Vault {
         let mut open: HashMap<String, HashMap<String, Arc<Secret>>> = HashMap::new();
         for e in file.entries {
             if e.key_id != key.id() {
-                return Err(VaultError::WrongKey {
-                    tenant: e.tenant,
-                    name: e.name,
-                    entry_key_id: e.key_id,
-                    key_id: key.id().to_owned(),
-                });
+                return Err(VaultError::WrongKey { tenant: e.tenant, name: e.name, entry_key_id: e.key_id, key_id: key.id().to_owned() });
             }
             let plain = key
                 .open(&e.tenant, &e.name, e.version, &e.nonce, &e.ciphertext)
@@ -100,10 +95,8 @@ impl Vault {
             if !valid_value(&plain) {
                 return Err(VaultError::BadValue { tenant: e.tenant, name: e.name });
             }
-            let s = String::from_utf8(plain.to_vec()).map_err(|_| VaultError::BadValue {
-                tenant: e.tenant.clone(),
-                name: e.name.clone(),
-            })?;
+            let s =
+                String::from_utf8(plain.to_vec()).map_err(|_| VaultError::BadValue { tenant: e.tenant.clone(), name: e.name.clone() })?;
             open.entry(e.tenant).or_default().insert(e.name, Arc::new(Secret(Zeroizing::new(s))));
         }
         Ok(Vault { path: path.to_owned(), key, open })
@@ -126,14 +119,7 @@ impl Vault {
         }
         let key = &self.key;
         let version = store::update(&self.path, |file| {
-            let version = file
-                .entries
-                .iter()
-                .filter(|e| e.tenant == tenant && e.name == name)
-                .map(|e| e.version)
-                .max()
-                .unwrap_or(0)
-                + 1;
+            let version = file.entries.iter().filter(|e| e.tenant == tenant && e.name == name).map(|e| e.version).max().unwrap_or(0) + 1;
             let (nonce, ciphertext) = key.seal(tenant, name, version, value.as_bytes());
             file.entries.retain(|e| !(e.tenant == tenant && e.name == name));
             file.entries.push(store::SealedEntry {

@@ -87,10 +87,7 @@ impl VaultKey {
             return Err(SealError::Open);
         }
         let aad = aad(tenant, name, version);
-        self.cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-            .map(Zeroizing::new)
-            .map_err(|_| SealError::Open)
+        self.cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad }).map(Zeroizing::new).map_err(|_| SealError::Open)
     }
 }
 

@@ -59,8 +59,7 @@ pub fn read(path: &Path) -> Result<StoreFile, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StoreFile { format: 1, entries: vec![] }),
         Err(source) => return Err(StoreError::Io { path: path.to_owned(), source }),
     };
-    let file: StoreFile = serde_json::from_str(&text)
-        .map_err(|e| StoreError::Corrupt { path: path.to_owned(), message: e.to_string() })?;
+    let file: StoreFile = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { path: path.to_owned(), message: e.to_string() })?;
     if file.format != 1 {
         return Err(StoreError::Corrupt { path: path.to_owned(), message: format!("unknown format {}", file.format) });
     }
@@ -79,8 +78,7 @@ pub fn update<T>(path: &Path, f: impl FnOnce(&mut StoreFile) -> T) -> Result<T, 
     let mut file = read(path)?;
     let out = f(&mut file);
     let tmp = path.with_extension("tmp");
-    let json = serde_json::to_vec_pretty(&file)
-        .map_err(|e| StoreError::Corrupt { path: path.to_owned(), message: e.to_string() })?;
+    let json = serde_json::to_vec_pretty(&file).map_err(|e| StoreError::Corrupt { path: path.to_owned(), message: e.to_string() })?;
     {
         let mut opts = OpenOptions::new();
         opts.write(true).create(true).truncate(true);
