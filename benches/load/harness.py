@@ -10,6 +10,7 @@ missing, and runs, interleaved round by round with the same wrk settings:
   nginx        nginx as a plain reverse proxy (its own generated config)
   passthrough  a bare pingora proxy built from benches/load/passthrough.rs
   capgate-reused  capgate, full pipeline, one token reused (replay protection off)
+  capgate-reused-noaudit  the same with the audit trail off (audit cost)
   capgate-fresh   capgate, full pipeline, a fresh pre-minted token per request
                   (replay protection on): the worst case
 
@@ -151,7 +152,7 @@ http {{
     return path
 
 
-def capgate_conf(tmp, replay):
+def capgate_conf(tmp, replay, audit=True):
     up = f"http://127.0.0.1:{PORTS['upstream']}"
     conf = f"""
 [server]
@@ -176,12 +177,13 @@ path = "vault.json"
 [policies]
 dir = "{ROOT}/policies"
 [audit]
+enabled = {str(audit).lower()}
 dir = "audit-{'fresh' if replay else 'reused'}"
 signing_key = "audit.pem"
 [state]
 path = "state.json"
 """
-    path = os.path.join(tmp, f"capgate-{'fresh' if replay else 'reused'}.toml")
+    path = os.path.join(tmp, f"capgate-{'fresh' if replay else 'reused'}{'' if audit else '-noaudit'}.toml")
     open(path, "w").write(conf)
     return path
 
@@ -200,7 +202,7 @@ def main():
     try:
         for k in ("gateway", "root", "agent", "audit"):
             sh([bins["capgate"], "keygen", "--out", os.path.join(tmp, f"{k}.pem")], stdout=subprocess.DEVNULL)
-        reused_conf, fresh_conf = capgate_conf(tmp, False), capgate_conf(tmp, True)
+        reused_conf, fresh_conf, noaudit_conf = capgate_conf(tmp, False), capgate_conf(tmp, True), capgate_conf(tmp, False, audit=False)
         sh([bins["capgate"], "vault", "put", "--config", reused_conf, "--tenant", "bench", "--name", "up"], input=b"bench-upstream-credential\n", env=env, stdout=subprocess.DEVNULL)
         log = open(os.path.join(tmp, "servers.log"), "wb")
         targets = {}
@@ -213,12 +215,13 @@ def main():
             wait_port(targets[name][1])
         up_url = f"http://127.0.0.1:{PORTS['upstream']}"
         pool = a.pool or 20000 * a.duration
-        results = {k: [] for k in ("direct", "nginx", "passthrough", "capgate-reused", "capgate-fresh")}
+        results = {k: [] for k in ("direct", "nginx", "passthrough", "capgate-reused", "capgate-reused-noaudit", "capgate-fresh")}
         for rnd in range(a.rounds):
             for name in results:
                 if name.startswith("capgate"):
                     replay = name == "capgate-fresh"
-                    p = start([bins["capgate"], "serve", "--config", fresh_conf if replay else reused_conf], env=env, log=log)
+                    conf = fresh_conf if replay else (noaudit_conf if name.endswith("noaudit") else reused_conf)
+                    p = start([bins["capgate"], "serve", "--config", conf], env=env, log=log)
                     wait_port(PORTS["capgate"])
                     tokfile = os.path.join(tmp, "tokens.txt")
                     n = pool if replay else 1

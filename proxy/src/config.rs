@@ -308,6 +308,10 @@ pub struct StateSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSection {
+    /// `false` turns the audit trail off (for benchmarks; a warning is
+    /// logged at start and nothing is audited). Default: on.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// Chains live in `dir/<tenant>/<instance>/`.
     pub dir: PathBuf,
     /// The Ed25519 key (PKCS#8 PEM) that signs roots. Never inside `dir`.
@@ -384,15 +388,13 @@ pub struct DevSection {
 impl Config {
     /// Read, parse, resolve paths and validate.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 
     /// Parse `text` as if read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         cfg.source = path.to_owned();
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
         let resolve = |p: &mut PathBuf| {

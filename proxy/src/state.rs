@@ -175,21 +175,26 @@ impl GatewayState {
         let audit_key = crate::keys::load(&cfg.audit.signing_key).map_err(|e| StartError::Audit(e.to_string()))?;
         let instance = crate::audit::instance_id(&cfg.audit.dir, cfg.audit.instance.as_deref()).map_err(StartError::Audit)?;
         let tenants: Vec<String> = cfg.tenants.iter().map(|t| t.id.clone()).collect();
-        let auditor = crate::audit::Auditor::open(
-            &cfg.audit.dir,
-            &instance,
-            &tenants,
-            crate::audit::writer::WriterSettings {
-                commit_interval: Duration::from_millis(cfg.audit.commit_interval_ms),
-                commit_events: cfg.audit.commit_events,
-                segment_bytes: cfg.audit.segment_bytes,
-                root_interval: Duration::from_secs(cfg.audit.root_interval_secs),
-                channel_capacity: cfg.audit.queue,
-                signing_key: Arc::new(audit_key),
-            },
-            metrics.audit_events.clone(),
-        )
-        .map_err(StartError::Audit)?;
+        let auditor = if !cfg.audit.enabled {
+            tracing::warn!("audit.enabled = false: requests are NOT audited (benchmarks only)");
+            crate::audit::Auditor::disabled(&instance, crate::keys::did_of(&audit_key))
+        } else {
+            crate::audit::Auditor::open(
+                &cfg.audit.dir,
+                &instance,
+                &tenants,
+                crate::audit::writer::WriterSettings {
+                    commit_interval: Duration::from_millis(cfg.audit.commit_interval_ms),
+                    commit_events: cfg.audit.commit_events,
+                    segment_bytes: cfg.audit.segment_bytes,
+                    root_interval: Duration::from_secs(cfg.audit.root_interval_secs),
+                    channel_capacity: cfg.audit.queue,
+                    signing_key: Arc::new(audit_key),
+                },
+                metrics.audit_events.clone(),
+            )
+            .map_err(StartError::Audit)?
+        };
         metrics.audit_healthy.set(1);
         Ok(GatewayState {
             gateway_did,

@@ -98,8 +98,7 @@ fn the_tamper_matrix() {
     traffic(&g);
     g.stop();
     let original = acme_chain(&g);
-    let lines: Vec<String> =
-        std::fs::read_to_string(segment(&original)).expect("segment").lines().map(str::to_owned).collect();
+    let lines: Vec<String> = std::fs::read_to_string(segment(&original)).expect("segment").lines().map(str::to_owned).collect();
     let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str, u64)> = vec![
         (
             "edit a field",
@@ -136,8 +135,7 @@ fn the_tamper_matrix() {
             Box::new(|d: &Path| {
                 let mut l = lines.clone();
                 let prev: serde_json::Value = serde_json::from_str(&l[3]).expect("json");
-                let mut forged: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(&l[4]).expect("json");
+                let mut forged: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&l[4]).expect("json");
                 forged.insert("request_id".into(), "forged".into());
                 forged.insert("prev".into(), prev["hash"].clone());
                 let canon = {
@@ -193,7 +191,8 @@ fn the_tamper_matrix() {
     }
     let (code, _) = g.verify_audit(&original);
     assert_eq!(code, 0, "the undamaged original still verifies");
-    let out = std::process::Command::new(BIN).args(["audit", "verify", "/nonexistent-dir", "--pubkey", "did:key:z6Mk"]).output().expect("run");
+    let out =
+        std::process::Command::new(BIN).args(["audit", "verify", "/nonexistent-dir", "--pubkey", "did:key:z6Mk"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2), "usage or I/O errors exit 2");
 }
 
@@ -260,7 +259,11 @@ fn tenants_have_separate_chains_and_exports() {
     let bundle = tempfile::tempdir().expect("tmp");
     let out = g.cli(&["audit", "export", "--tenant", "other", "--out", bundle.path().to_str().expect("utf8")], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let texts: String = walk(bundle.path()).iter().filter(|p| p.to_string_lossy().contains("segment-")).map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
+    let texts: String = walk(bundle.path())
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("segment-"))
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect();
     assert_eq!(texts.lines().count(), 1);
     assert!(texts.lines().all(|l| l.contains("\"tenant\":\"other\"")));
     // The bundle verifies on its own (pubkey file inside).
@@ -302,4 +305,19 @@ fn an_audit_trail_that_cannot_be_written_fails_closed() {
     assert!(m.contains(r#"reason="audit_unavailable""#), "{m}");
     let ready = reqwest::blocking::get(format!("http://127.0.0.1:{}/readyz", g.admin_port)).expect("readyz");
     assert_eq!(ready.status(), 503);
+}
+
+#[test]
+fn audit_can_be_turned_off_for_benchmarks_and_says_so() {
+    let mut g = Gateway::start(GatewayOpts { audit_disabled: true, ..GatewayOpts::default() });
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    assert_eq!(call(&g, "GET", "/svc/a", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg)).status, 200);
+    assert_refused(&call(&g, "GET", "/nowhere", None, None), 404, "no_route");
+    let m = g.metrics();
+    assert!(!m.contains(r#"capgate_audit_events_total{result="written"}"#), "{m}");
+    g.stop();
+    assert!(g.log().contains("requests are NOT audited"), "{}", g.log());
+    let files = if g.audit_dir().exists() { walk(&g.audit_dir()) } else { Vec::new() };
+    assert!(!files.iter().any(|p| p.to_string_lossy().contains("segment-")), "no events were written: {files:?}");
 }

@@ -111,9 +111,7 @@ async fn respond(
     use http_body_util::BodyExt as _;
     use std::sync::atomic::Ordering;
     let path = seen.uri.split('?').next().unwrap_or("");
-    let json = |body: String| {
-        hyper::Response::builder().header("content-type", "application/json").body(full(body)).expect("response")
-    };
+    let json = |body: String| hyper::Response::builder().header("content-type", "application/json").body(full(body)).expect("response");
     match path {
         "/echo-auth" => json(format!(
             "{{\"you_sent\":\"{}\",\"token_only\":\"{}\"}}",
@@ -153,10 +151,7 @@ async fn respond(
                 let _ = tx.send(Ok(hyper::body::Frame::data(Bytes::from(second)))).await;
             });
             let stream = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-            hyper::Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(stream.boxed())
-                .expect("response")
+            hyper::Response::builder().header("content-type", "text/event-stream").body(stream.boxed()).expect("response")
         }
         "/big" => {
             // 50 MiB of JSON lines with a fake secret every 64 KiB, streamed.
@@ -188,7 +183,9 @@ impl Upstream {
         let (seen2, go2, sent2) = (seen.clone(), go.clone(), sent_second.clone());
         rt.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (seen, go, sent) = (seen2.clone(), go2.clone(), sent2.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -259,6 +256,8 @@ pub struct GatewayOpts {
     pub hold_secs: u64,
     /// Extra TOML appended to the config (e.g. `[[budgets]]`).
     pub extra_config: String,
+    /// `[audit] enabled = false`.
+    pub audit_disabled: bool,
 }
 
 impl Default for GatewayOpts {
@@ -274,6 +273,7 @@ impl Default for GatewayOpts {
             binary_block: false,
             hold_secs: 0,
             extra_config: String::new(),
+            audit_disabled: false,
         }
     }
 }
@@ -384,6 +384,7 @@ dir = "policies"
 binary = "{binary}"
 
 [audit]
+enabled = {audit_enabled}
 dir = "audit"
 signing_key = "audit-signing.pem"
 root_interval_secs = 1
@@ -406,6 +407,7 @@ approval_ttl_secs = 600
             up = upstream.url(),
             dead = free_port(),
             binary = if opts.binary_block { "block" } else { "pass" },
+            audit_enabled = !opts.audit_disabled,
             operator = did(&operator_key),
             approver = did(&approver_key),
             hold = opts.hold_secs,
@@ -462,11 +464,7 @@ approval_ttl_secs = 600
     /// Start (or restart) the serve process and wait until it is ready.
     pub fn spawn(&mut self) {
         let g = self;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(g.dir.path().join("gateway.log"))
-            .expect("log file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(g.dir.path().join("gateway.log")).expect("log file");
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&g.config_path)
@@ -566,10 +564,7 @@ approval_ttl_secs = 600
     }
 
     pub fn metrics(&self) -> String {
-        reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", self.admin_port))
-            .expect("metrics")
-            .text()
-            .expect("text")
+        reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", self.admin_port)).expect("metrics").text().expect("text")
     }
 
     /// Metrics once `line` appears (logging runs just after the response is

@@ -38,7 +38,9 @@ struct Chain {
 
 /// Every chain of this gateway instance.
 pub struct Auditor {
+    /// Empty when the trail is disabled (`audit.enabled = false`).
     chains: HashMap<String, Chain>,
+    enabled: bool,
     capacity: usize,
     pub instance: String,
     pub pubkey_did: String,
@@ -79,11 +81,7 @@ impl Auditor {
         for tenant in all {
             let chain_dir: PathBuf = dir.join(tenant).join(instance);
             let chain_id = format!("{tenant}:{instance}");
-            let shared = Arc::new(Shared {
-                unhealthy: AtomicBool::new(false),
-                pending: AtomicUsize::new(0),
-                events: events.clone(),
-            });
+            let shared = Arc::new(Shared { unhealthy: AtomicBool::new(false), pending: AtomicUsize::new(0), events: events.clone() });
             let w = ChainWriter::open(chain_dir, chain_id.clone(), settings.clone(), shared.clone())?;
             let (tx, rx) = sync_channel(settings.channel_capacity);
             let thread = std::thread::Builder::new()
@@ -92,7 +90,12 @@ impl Auditor {
                 .map_err(|e| format!("audit writer thread: {e}"))?;
             chains.insert(tenant.to_owned(), Chain { tx, shared, thread: Mutex::new(Some(thread)) });
         }
-        Ok(Auditor { chains, capacity: settings.channel_capacity, instance: instance.to_owned(), pubkey_did })
+        Ok(Auditor { chains, enabled: true, capacity: settings.channel_capacity, instance: instance.to_owned(), pubkey_did })
+    }
+
+    /// No trail at all (`audit.enabled = false`, benchmarks only).
+    pub fn disabled(instance: &str, pubkey_did: String) -> Auditor {
+        Auditor { chains: HashMap::new(), enabled: false, capacity: 1, instance: instance.to_owned(), pubkey_did }
     }
 
     /// False when any chain cannot persist: new requests must be refused.
@@ -103,7 +106,12 @@ impl Auditor {
     /// Queue an event without blocking. A full channel marks the chain
     /// unhealthy (before it is full, at 90 %, so events are not lost).
     pub fn record(&self, ev: RequestEvent) {
-        let Some(chain) = self.chains.get(&ev.tenant).or_else(|| self.chains.get(UNAUTHENTICATED)) else { return };
+        if !self.enabled {
+            return;
+        }
+        let Some(chain) = self.chains.get(&ev.tenant).or_else(|| self.chains.get(UNAUTHENTICATED)) else {
+            return;
+        };
         let pending = chain.shared.pending.fetch_add(1, Ordering::Relaxed) + 1;
         if pending * 10 >= self.capacity * 9 {
             chain.shared.unhealthy.store(true, Ordering::Relaxed);
