@@ -7,7 +7,8 @@
 //! - a context built by capgate only: method, path, query, route, tenant,
 //!   tier, cosigned, chain length, token TTL, time.
 //!
-//! Policies are parsed and validated against the schema once, at load time.
+//! Policies are parsed and validated against the schema once, at load time,
+//! and decisions are memoised per policy set (see [`crate::decision_cache`]).
 //! Each policy is named by its `@id` annotation, and those ids are what a
 //! decision reports. Default deny, forbid wins, and any evaluation error
 //! denies: a policy that could not be evaluated must not let a request by.
@@ -16,8 +17,13 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request,
     RestrictedExpression, Schema, ValidationMode, Validator,
 };
+use crate::decision_cache::DecisionCache;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
+
+/// Decisions memoised per policy set.
+pub const DECISION_CACHE_ENTRIES: u64 = 65_536;
 
 /// Why a policy set was refused.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +107,7 @@ pub struct PolicyEngine {
     authorizer: Authorizer,
     reasons: HashMap<String, String>,
     types: Types,
+    decisions: DecisionCache,
 }
 
 struct Types {
@@ -159,7 +166,8 @@ impl PolicyEngine {
             return Err(PolicyLoadError::Validation(msgs.join("; ")));
         }
         let reasons = policies.policies().filter_map(|p| p.annotation("reason").map(|r| (p.id().to_string(), r.to_owned()))).collect();
-        Ok(PolicyEngine { schema, policies, authorizer: Authorizer::new(), reasons, types: Types::new() })
+        let decisions = DecisionCache::new(&policies, DECISION_CACHE_ENTRIES);
+        Ok(PolicyEngine { schema, policies, authorizer: Authorizer::new(), reasons, types: Types::new(), decisions })
     }
 
     /// Parse schema and policy sources and build an engine.
@@ -245,8 +253,20 @@ impl PolicyEngine {
         Ok((request, entities))
     }
 
-    /// Decide. Never panics; anything that cannot be decided is a deny.
-    pub fn authorize(&self, r: &AuthzRequest<'_>) -> AuthzDecision {
+    /// Decide, from the decision cache when this set already decided the
+    /// same inputs. Never panics; anything that cannot be decided is a deny.
+    pub fn authorize(&self, r: &AuthzRequest<'_>) -> Arc<AuthzDecision> {
+        self.decisions.get_or_evaluate(r, || self.evaluate(r))
+    }
+
+    /// What the policies read of the volatile context (`now`, `token_ttl`).
+    pub fn context_use(&self) -> crate::decision_cache::ContextUse {
+        self.decisions.context_use()
+    }
+
+    /// Decide by evaluating the policies (no cache). Never panics; anything
+    /// that cannot be decided is a deny.
+    pub fn evaluate(&self, r: &AuthzRequest<'_>) -> AuthzDecision {
         let (request, entities) = match self.cedar_inputs(r) {
             Ok(x) => x,
             Err(_) => return AuthzDecision { allowed: false, policy_ids: Vec::new(), evaluation_error: true },
@@ -329,10 +349,49 @@ mod tests {
         let d = risk.authorize(&req("POST", &sensitive));
         assert!(d.allowed);
         assert_eq!(d.policy_ids, vec!["risk-sensitive-write"]);
-        let mut d = risk.authorize(&req("DELETE", &plain)).policy_ids;
+        let mut d = risk.authorize(&req("DELETE", &plain)).policy_ids.clone();
         d.sort();
         assert_eq!(d, vec!["risk-danger-tier", "risk-delete"]);
         assert_eq!(risk.reason_of("risk-delete"), Some("DELETE removes data"));
+    }
+
+    #[test]
+    fn cached_decisions_follow_every_input_they_depend_on() {
+        // A set that reads the clock: the key must include `now`.
+        let e = engine(r#"@id("after-hours") forbid (principal, action, resource) when { context.now >= 1700000100 };"#);
+        assert!(e.context_use().now && !e.context_use().token_ttl);
+        let r = route(false);
+        let mut q = req("GET", &r);
+        assert!(e.authorize(&q).allowed);
+        assert!(e.authorize(&q).allowed, "a hit gives the same decision");
+        q.now = 1_700_000_100;
+        let d = e.authorize(&q);
+        assert!(!d.allowed, "a later clock is not served the earlier decision");
+        assert_eq!(d.policy_ids, vec!["after-hours"]);
+        // Every other input is in the key: a different path, agent, query or
+        // cosigned flag is decided afresh and agrees with evaluation.
+        let e = engine(
+            r#"@id("no-app") forbid (principal, action, resource) when { context.path like "/repos/acme/app*" && !context.cosigned && context.query != "ok" && principal != Agent::"did:key:z6MkBoss" };"#,
+        );
+        assert!(!e.context_use().now);
+        let base = req("GET", &r);
+        assert!(!e.authorize(&base).allowed);
+        for variant in [
+            AuthzRequest { path: "/repos/acme/other", url: "https://api.github.com/repos/acme/other", ..base.clone() },
+            AuthzRequest { agent: "did:key:z6MkBoss", ..base.clone() },
+            AuthzRequest { query: "ok", ..base.clone() },
+            AuthzRequest { cosigned: true, ..base.clone() },
+        ] {
+            let d = e.authorize(&variant);
+            assert!(d.allowed, "{variant:?}");
+            assert_eq!(*d, e.evaluate(&variant));
+            assert!(!e.authorize(&base).allowed, "the base request is still denied");
+        }
+        // A set that does not read the clock is served from the cache across seconds.
+        let mut later = base.clone();
+        later.now += 3600;
+        later.token_ttl = 1;
+        assert_eq!(e.decisions.key(&later), e.decisions.key(&base));
     }
 
     #[test]

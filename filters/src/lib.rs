@@ -9,10 +9,13 @@
 //!   capability matching, replay protection and the verified-token cache.
 //! - [`authz`]: the Cedar authorization model (schema, entities, context) and
 //!   the evaluator that names the policies that decided.
+//! - [`decision_cache`]: exact memoisation of Cedar decisions per policy set.
+//! - [`sanitize`]: the streaming response sanitizer (secrets, invisible Unicode).
 //!
 //! The proxy crate wires these into pingora's phases; see `proxy/src/gateway.rs`.
 
 pub mod authz;
+pub mod decision_cache;
 pub mod normalize;
 pub mod sanitize;
 pub mod ucan;

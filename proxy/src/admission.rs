@@ -193,7 +193,7 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
                 full.push('?');
                 full.push_str(q);
             }
-            step_up = Some(StepUp { url: full, reasons, policy_ids_if_cosigned: if_cosigned.policy_ids });
+            step_up = Some(StepUp { url: full, reasons, policy_ids_if_cosigned: if_cosigned.policy_ids.clone() });
         }
     }
     if !decision.allowed && step_up.is_none() {
@@ -218,5 +218,5 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
         upstream_target.push('?');
         upstream_target.push_str(q);
     }
-    Ok(Admitted { chain, upstream_target, credential, policy_ids: decision.policy_ids, step_up })
+    Ok(Admitted { chain, upstream_target, credential, policy_ids: decision.policy_ids.clone(), step_up })
 }
