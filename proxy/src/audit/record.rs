@@ -88,6 +88,10 @@ pub fn event_hash(obj: &Map<String, Value>) -> Result<String, String> {
 }
 
 /// Build the full event line (seq, ts, chain, prev, hash added).
+///
+/// The event is canonicalised once: the line is those canonical bytes with
+/// `"hash"` appended as the last member (the line itself need not be
+/// canonical; the verifier re-canonicalises without `hash`).
 pub fn seal_event(ev: &RequestEvent, seq: u64, ts: &str, chain: &str, prev: &str) -> Result<(String, String), String> {
     let mut obj = match serde_json::to_value(ev).map_err(|e| e.to_string())? {
         Value::Object(m) => m,
@@ -97,9 +101,17 @@ pub fn seal_event(ev: &RequestEvent, seq: u64, ts: &str, chain: &str, prev: &str
     obj.insert("ts".into(), Value::from(ts));
     obj.insert("chain".into(), Value::from(chain));
     obj.insert("prev".into(), Value::from(prev));
-    let hash = event_hash(&obj)?;
-    obj.insert("hash".into(), Value::from(hash.clone()));
-    let line = serde_json::to_string(&Value::Object(obj)).map_err(|e| e.to_string())?;
+    let canonical = serde_jcs::to_vec(&Value::Object(obj)).map_err(|e| e.to_string())?;
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(&canonical);
+    let hash = hex(&h.finalize());
+    let body = canonical.strip_suffix(b"}").ok_or("canonical event is not an object")?;
+    let mut line = String::with_capacity(canonical.len() + hash.len() + 10);
+    line.push_str(std::str::from_utf8(body).map_err(|e| e.to_string())?);
+    line.push_str(",\"hash\":\"");
+    line.push_str(&hash);
+    line.push_str("\"}");
     Ok((line, hash))
 }
 

@@ -101,11 +101,28 @@ pub fn segments(dir: &Path) -> Vec<(u32, PathBuf)> {
     out
 }
 
+/// The end of a file: the last `n` bytes or more, growing the window until it
+/// holds two newlines (a last line and the one before it) or the whole file.
+/// Recovery reads only this, so a large segment costs no memory at start.
+fn tail(f: &mut File, path: &Path) -> Result<(u64, Vec<u8>), String> {
+    let len = f.metadata().map_err(io("stat", path))?.len();
+    let mut back = len.min(64 << 10);
+    loop {
+        let offset = len - back;
+        f.seek(SeekFrom::Start(offset)).map_err(io("seek", path))?;
+        let mut data = Vec::with_capacity(back as usize);
+        f.read_to_end(&mut data).map_err(io("read", path))?;
+        if offset == 0 || data.iter().filter(|b| **b == b'\n').count() >= 2 {
+            return Ok((offset, data));
+        }
+        back = len.min(back * 4);
+    }
+}
+
 /// Cut a torn last line off `path`: returns the torn bytes.
 fn cut_torn_tail(path: &Path) -> Result<Vec<u8>, String> {
     let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(io("open", path))?;
-    let mut data = Vec::new();
-    f.read_to_end(&mut data).map_err(io("read", path))?;
+    let (offset, data) = tail(&mut f, path)?;
     let keep = data.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
     // A complete last line that is not valid JSON is torn too (a crash can
     // leave zeros after a partial write on some filesystems).
@@ -120,7 +137,7 @@ fn cut_torn_tail(path: &Path) -> Result<Vec<u8>, String> {
         return Ok(Vec::new());
     }
     let torn = data[keep..].to_vec();
-    f.set_len(keep as u64).map_err(io("truncate", path))?;
+    f.set_len(offset + keep as u64).map_err(io("truncate", path))?;
     f.sync_all().map_err(io("sync", path))?;
     Ok(torn)
 }
@@ -128,11 +145,7 @@ fn cut_torn_tail(path: &Path) -> Result<Vec<u8>, String> {
 /// The last complete line of a file, if any.
 fn last_line(path: &Path) -> Result<Option<serde_json::Value>, String> {
     let mut f = File::open(path).map_err(io("open", path))?;
-    let len = f.metadata().map_err(io("stat", path))?.len();
-    let back = len.min(1 << 20);
-    f.seek(SeekFrom::Start(len - back)).map_err(io("seek", path))?;
-    let mut data = Vec::new();
-    f.read_to_end(&mut data).map_err(io("read", path))?;
+    let (_, data) = tail(&mut f, path)?;
     let text = String::from_utf8_lossy(&data);
     match text.trim_end_matches('\n').rsplit('\n').next() {
         Some(l) if !l.is_empty() => Ok(Some(serde_json::from_str(l).map_err(|e| format!("{}: last line: {e}", path.display()))?)),
@@ -357,5 +370,54 @@ impl ChainWriter {
     fn seg_still_ours(&self) -> bool {
         let p = self.dir.join(segment_name(self.seg_index));
         std::fs::metadata(&p).map(|m| (m.dev(), m.ino())).ok() == Some(self.seg_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(content: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("segment-000001.jsonl");
+        std::fs::write(&p, content).expect("write");
+        (dir, p)
+    }
+
+    fn lines(n: usize) -> Vec<u8> {
+        (0..n).flat_map(|i| format!("{{\"seq\":{i},\"pad\":\"{}\"}}\n", "x".repeat(200)).into_bytes()).collect()
+    }
+
+    #[test]
+    fn torn_tails_are_cut_from_large_segments_by_reading_only_the_end() {
+        // ~1 MiB of complete lines, far beyond the first 64 KiB window.
+        let good = lines(5000);
+        assert!(good.len() > 1 << 20);
+        let (_d, p) = file_with(&good);
+        assert!(cut_torn_tail(&p).expect("cut").is_empty(), "a clean file is left alone");
+        assert_eq!(std::fs::read(&p).expect("read"), good);
+        assert_eq!(last_line(&p).expect("last").and_then(|v| v["seq"].as_u64()), Some(4999));
+
+        // A partial last line.
+        let mut torn = good.clone();
+        torn.extend_from_slice(b"{\"seq\":5000,\"pa");
+        let (_d, p) = file_with(&torn);
+        assert_eq!(cut_torn_tail(&p).expect("cut"), b"{\"seq\":5000,\"pa");
+        assert_eq!(std::fs::read(&p).expect("read"), good);
+
+        // A complete but invalid last line (zeros after a crash).
+        let mut zeros = good.clone();
+        zeros.extend_from_slice(&[0u8; 300]);
+        zeros.push(b'\n');
+        let (_d, p) = file_with(&zeros);
+        assert_eq!(cut_torn_tail(&p).expect("cut").len(), 301);
+        assert_eq!(std::fs::read(&p).expect("read"), good);
+
+        // A torn tail longer than the first window (no newline in it).
+        let mut long = good.clone();
+        long.extend(std::iter::repeat_n(b'y', 200 << 10));
+        let (_d, p) = file_with(&long);
+        assert_eq!(cut_torn_tail(&p).expect("cut").len(), 200 << 10);
+        assert_eq!(std::fs::read(&p).expect("read"), good);
     }
 }
