@@ -1,24 +1,37 @@
 #!/usr/bin/env python3
 """capgate load harness: one command, everything on 127.0.0.1.
 
-    python3 benches/load/harness.py [--duration 10] [--rounds 3] [--connections 64]
+    python3 benches/load/harness.py [--duration 10] [--rounds 3] [--soak 600]
 
 It builds the release binaries, installs wrk and nginx with apt when they are
-missing, and runs, interleaved round by round with the same wrk settings:
+missing, starts the peers and runs three modes (`--modes`), then prints one
+markdown report and writes it to benches/load/RESULTS.md.
 
-  direct       the upstream itself
+Targets:
+  direct       the upstream itself (benches/load/upstream.rs, hyper)
   nginx        nginx as a plain reverse proxy (its own generated config)
   passthrough  a bare pingora proxy built from benches/load/passthrough.rs
   capgate-reused  capgate, full pipeline, one token reused (replay protection off)
   capgate-reused-noaudit  the same with the audit trail off (audit cost)
-  capgate-fresh   capgate, full pipeline, a fresh pre-minted token per request
+  capgate-fresh   capgate, full pipeline, a fresh token per request
                   (replay protection on): the worst case
 
 capgate runs with the UCAN chain, Cedar, credential injection, the response
-sanitizer and the audit trail all on, logging at warn. For each target it
-reports the median over rounds of req/s, p50/p99/p99.9 latency, CPU seconds
-per 1k requests (utime+stime of the server's processes from /proc) and peak
-RSS, plus ratios to nginx and to direct, and writes benches/load/RESULTS.md.
+sanitizer and the audit trail all on, logging at warn.
+
+Modes:
+  throughput  wrk, closed loop, interleaved round by round; per target the
+              median over rounds of req/s, p50/p99/p99.9, CPU seconds per 1k
+              requests (utime+stime of the server's processes from /proc),
+              peak RSS, ratios to nginx and to direct, and the audit's cost.
+  latency     a fixed moderate rate (--rate, default 2000 req/s) from
+              benches/load/rate.rs; p50/p99 and what each proxy adds over
+              direct.
+  memory      --idle (default 1000) idle keep-alive connections, then wrk on
+              top; RSS before, with the idle connections, after the load.
+  --soak N    capgate with fresh tokens at --soak-rate for N seconds, RSS
+              sampled every 10 s (600 for the 10-minute soak; off by default).
+
 Every process it starts is stopped before it exits.
 """
 import argparse, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time, json, datetime
@@ -43,10 +56,11 @@ def ensure_tools():
 
 
 def build():
-    sh(["cargo", "build", "--release", "--bin", "capgate", "--example", "bench-upstream", "--example", "bench-passthrough", "--example", "bench-tokens"], cwd=ROOT)
+    sh(["cargo", "build", "--release", "--bin", "capgate", "--example", "bench-upstream", "--example", "bench-passthrough", "--example", "bench-tokens", "--example", "bench-rate"], cwd=ROOT)
     rel = os.path.join(ROOT, "target", "release")
     return {"capgate": os.path.join(rel, "capgate"), "upstream": os.path.join(rel, "examples", "bench-upstream"),
-            "passthrough": os.path.join(rel, "examples", "bench-passthrough"), "tokens": os.path.join(rel, "examples", "bench-tokens")}
+            "passthrough": os.path.join(rel, "examples", "bench-passthrough"), "tokens": os.path.join(rel, "examples", "bench-tokens"),
+            "rate": os.path.join(rel, "examples", "bench-rate")}
 
 
 def start(cmd, env=None, log=None):
@@ -188,73 +202,254 @@ path = "state.json"
     return path
 
 
+class Bench:
+    """The servers, keys and configs one harness run shares across modes."""
+
+    def __init__(self, a, bins, tmp):
+        self.a, self.bins, self.tmp = a, bins, tmp
+        self.env = {**os.environ, "CAPGATE_VAULT_KEY": subprocess.run([bins["capgate"], "vault", "keygen"], capture_output=True, text=True, check=True).stdout.strip(), "RUST_LOG": "warn"}
+        for k in ("gateway", "root", "agent", "audit"):
+            sh([bins["capgate"], "keygen", "--out", os.path.join(tmp, f"{k}.pem")], stdout=subprocess.DEVNULL)
+        self.confs = {
+            "capgate-reused": capgate_conf(tmp, False),
+            "capgate-reused-noaudit": capgate_conf(tmp, False, audit=False),
+            "capgate-fresh": capgate_conf(tmp, True),
+        }
+        sh([bins["capgate"], "vault", "put", "--config", self.confs["capgate-reused"], "--tenant", "bench", "--name", "up"], input=b"bench-upstream-credential\n", env=self.env, stdout=subprocess.DEVNULL)
+        self.log = open(os.path.join(tmp, "servers.log"), "wb")
+        self.targets = {}
+        self.targets["direct"] = (start([bins["upstream"], str(PORTS["upstream"])], log=self.log), PORTS["upstream"])
+        wait_port(PORTS["upstream"])
+        nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.targets["nginx"] = (start([nginx_bin, "-c", nginx_conf(tmp), "-p", tmp], log=self.log), PORTS["nginx"])
+        self.targets["passthrough"] = (start([bins["passthrough"], str(PORTS["passthrough"]), str(PORTS["upstream"]), "2"], log=self.log), PORTS["passthrough"])
+        for name in ("nginx", "passthrough"):
+            wait_port(self.targets[name][1])
+        self.up_url = f"http://127.0.0.1:{PORTS['upstream']}"
+        self.keys = [os.path.join(tmp, f"{k}.pem") for k in ("root", "agent", "gateway")]
+
+    def path(self, name):
+        return "/up/bench" if name.startswith("capgate") else "/bench"
+
+    def server(self, name):
+        """(process, port) for a target; capgate targets start fresh each time."""
+        if name.startswith("capgate"):
+            p = start([self.bins["capgate"], "serve", "--config", self.confs[name]], env=self.env, log=self.log)
+            wait_port(PORTS["capgate"])
+            return p, PORTS["capgate"]
+        return self.targets[name]
+
+    def done(self, name, p):
+        if name.startswith("capgate"):
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=20)
+
+    def tokens(self, n):
+        tokfile = os.path.join(self.tmp, "tokens.txt")
+        sh([self.bins["tokens"]] + self.keys + [self.up_url, str(n), tokfile])
+        return tokfile
+
+    def rate(self, name, port, rate, secs, conns=16):
+        mode = "none" if not name.startswith("capgate") else ("fresh" if name == "capgate-fresh" else "reused")
+        cmd = [self.bins["rate"], f"127.0.0.1:{port}", self.path(name), str(rate), str(secs), str(conns), mode]
+        if mode != "none":
+            cmd += self.keys + [self.up_url]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 120, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+
+def throughput(b):
+    a = b.a
+    pool = a.pool or 20000 * a.duration
+    results = {k: [] for k in ("direct", "nginx", "passthrough", "capgate-reused", "capgate-reused-noaudit", "capgate-fresh")}
+    for rnd in range(a.rounds):
+        for name in results:
+            p, port = b.server(name)
+            if name.startswith("capgate"):
+                replay = name == "capgate-fresh"
+                tokfile = b.tokens(pool if replay else 1)
+                script, args = (os.path.join(HERE, "wrk_tokens.lua"), [tokfile, "2", b.path(name)]) if replay else (os.path.join(HERE, "wrk_plain.lua"), [tokfile, b.path(name)])
+            else:
+                script, args = os.path.join(HERE, "wrk_plain.lua"), ["-", b.path(name)]
+            pids = pids_of(p.pid)
+            t0 = cpu_ticks(pids)
+            r = wrk(port, script, args, a.duration, a.connections)
+            r["cpu_s_per_1k"] = (cpu_ticks(pids) - t0) / TICK / max(r["requests"], 1) * 1000
+            r["rss_mib"] = rss_kib(pids) / 1024
+            results[name].append(r)
+            print(f"round {rnd + 1} {name:22s} {r['rps']:10.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  non-2xx {r['non2xx']}", flush=True)
+            b.done(name, p)
+    med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_s_per_1k", "rss_mib", "non2xx")} for k, v in results.items()}
+    lines = [
+        f"**Throughput**: wrk -t2 -c{a.connections} -d{a.duration}s, {a.rounds} rounds interleaved, medians.",
+        "",
+        "| target | req/s | × nginx | × direct | p50 ms | p99 ms | p99.9 ms | CPU s / 1k req | peak RSS MiB | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k, m in med.items():
+        lines.append(f"| {k} | {m['rps']:.0f} | {m['rps'] / med['nginx']['rps']:.2f} | {m['rps'] / med['direct']['rps']:.2f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['p999']:.2f} | {m['cpu_s_per_1k']:.3f} | {m['rss_mib']:.1f} | {m['non2xx']:.0f} |")
+    audit_cost = 1 - med["capgate-reused"]["rps"] / med["capgate-reused-noaudit"]["rps"]
+    lines += ["", f"Audit trail cost (capgate-reused vs capgate-reused-noaudit): {audit_cost * 100:.1f} % of throughput."]
+    return lines
+
+
+def latency(b):
+    a = b.a
+    names = ("direct", "nginx", "passthrough", "capgate-reused", "capgate-fresh")
+    results = {k: [] for k in names}
+    for rnd in range(a.rounds):
+        for name in names:
+            p, port = b.server(name)
+            r = b.rate(name, port, a.rate, a.duration)
+            results[name].append(r)
+            print(f"round {rnd + 1} {name:22s} at {a.rate} req/s: p50 {r['p50_us']} us  p99 {r['p99_us']} us  errors {r['errors']}", flush=True)
+            b.done(name, p)
+    med = {k: {m: statistics.median(x[m] for x in v) for m in ("p50_us", "p99_us", "p999_us", "errors", "rps")} for k, v in results.items()}
+    d = med["direct"]
+    lines = [
+        f"**Latency at a fixed rate**: {a.rate} req/s over 16 keep-alive connections for {a.duration}s (benches/load/rate.rs, coordinated omission accounted for), {a.rounds} rounds, medians. Added = target − direct.",
+        "",
+        "| target | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for k, m in med.items():
+        lines.append(f"| {k} | {m['p50_us']:.0f} | {m['p99_us']:.0f} | {m['p999_us']:.0f} | {m['p50_us'] - d['p50_us']:.0f} | {m['p99_us'] - d['p99_us']:.0f} | {m['errors']:.0f} |")
+    return lines
+
+
+def idle_connections(port, n, path, tokfile):
+    """Open n keep-alive connections, one complete request each, left idle."""
+    import socket
+    headers = ""
+    if tokfile:
+        with open(tokfile) as f:
+            ucans, tok = f.readline().strip(), f.readline().strip()
+        headers = f"Authorization: Bearer {tok}\r\nucans: {ucans}\r\n"
+    req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode()
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(req)
+        socks.append(s)
+    for s in socks:
+        # Read the response head and body (small; chunked or with a length).
+        data = b""
+        while not (b"\r\n0\r\n\r\n" in data or (b"\r\n\r\n" in data and b"content-length" in data.lower() and data.endswith(b"}"))):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        if not data.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"an idle-connection request failed on port {port}: {data[:80]!r}")
+    return socks
+
+
+def still_open(socks):
+    import socket
+    n = 0
+    for s in socks:
+        try:
+            s.setblocking(False)
+            n += 0 if s.recv(1, socket.MSG_PEEK) == b"" else 1
+        except BlockingIOError:
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+def memory(b):
+    a = b.a
+    lines = [
+        f"**Memory with {a.idle} idle keep-alive connections** (each served one request first), then wrk -t2 -c{a.connections} -d{a.duration}s on top.",
+        "",
+        "| target | RSS before MiB | RSS with idle conns MiB | RSS after load MiB | peak RSS MiB | req/s under load | idle conns still open |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("nginx", "passthrough", "capgate-reused"):
+        p, port = b.server(name)
+        tokfile = b.tokens(1) if name.startswith("capgate") else None
+        pids = pids_of(p.pid)
+        before = rss_kib(pids, "VmRSS") / 1024
+        socks = idle_connections(port, a.idle, b.path(name), tokfile)
+        time.sleep(1)
+        with_idle = rss_kib(pids, "VmRSS") / 1024
+        script, args = os.path.join(HERE, "wrk_plain.lua"), [tokfile or "-", b.path(name)]
+        r = wrk(port, script, args, a.duration, a.connections)
+        after = rss_kib(pids, "VmRSS") / 1024
+        peak = rss_kib(pids) / 1024
+        open_n = still_open(socks)
+        for s in socks:
+            s.close()
+        print(f"{name:22s} RSS {before:.1f} -> {with_idle:.1f} -> {after:.1f} MiB (peak {peak:.1f}), {r['rps']:.0f} req/s, {open_n}/{a.idle} idle open", flush=True)
+        lines.append(f"| {name} | {before:.1f} | {with_idle:.1f} | {after:.1f} | {peak:.1f} | {r['rps']:.0f} | {open_n} |")
+        b.done(name, p)
+    return lines
+
+
+def soak(b):
+    a = b.a
+    name = "capgate-fresh"
+    p, port = b.server(name)
+    pids = pids_of(p.pid)
+    out = {}
+
+    def run():
+        out["r"] = b.rate(name, port, a.soak_rate, a.soak)
+
+    import threading
+    t = threading.Thread(target=run)
+    t.start()
+    samples = []
+    t0 = time.time()
+    while t.is_alive():
+        time.sleep(10)
+        samples.append((time.time() - t0, rss_kib(pids, "VmRSS") / 1024))
+        print(f"soak {samples[-1][0]:6.0f}s RSS {samples[-1][1]:.1f} MiB", flush=True)
+    t.join()
+    b.done(name, p)
+    r = out.get("r", {})
+    first, last = samples[0][1], samples[-1][1]
+    half = [s for s in samples if s[0] >= samples[-1][0] / 2]
+    return [
+        f"**Soak**: capgate, full pipeline, a fresh token per request (replay protection on), {a.soak_rate} req/s for {a.soak} s.",
+        "",
+        "| RSS at 10 s MiB | RSS at end MiB | max RSS MiB | RSS change over the second half MiB | requests | errors | p50 µs | p99 µs |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {first:.1f} | {last:.1f} | {max(s[1] for s in samples):.1f} | {half[-1][1] - half[0][1]:+.1f} | {r.get('requests', 0)} | {r.get('errors', 0)} | {r.get('p50_us', 0)} | {r.get('p99_us', 0)} |",
+    ]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--pool", type=int, default=0, help="fresh tokens per run (default: enough for 20k req/s)")
+    ap.add_argument("--modes", default="throughput,latency,memory", help="comma-separated: throughput, latency, memory")
+    ap.add_argument("--rate", type=int, default=2000, help="latency mode: fixed request rate")
+    ap.add_argument("--idle", type=int, default=1000, help="memory mode: idle keep-alive connections")
+    ap.add_argument("--soak", type=int, default=0, help="also run a soak of this many seconds (600 for the 10-minute soak)")
+    ap.add_argument("--soak-rate", type=int, default=1000)
     a = ap.parse_args()
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     ensure_tools()
     bins = build()
     tmp = tempfile.mkdtemp(prefix="capgate-load-")
-    env = {**os.environ, "CAPGATE_VAULT_KEY": subprocess.run([bins["capgate"], "vault", "keygen"], capture_output=True, text=True, check=True).stdout.strip(), "RUST_LOG": "warn"}
     try:
-        for k in ("gateway", "root", "agent", "audit"):
-            sh([bins["capgate"], "keygen", "--out", os.path.join(tmp, f"{k}.pem")], stdout=subprocess.DEVNULL)
-        reused_conf, fresh_conf, noaudit_conf = capgate_conf(tmp, False), capgate_conf(tmp, True), capgate_conf(tmp, False, audit=False)
-        sh([bins["capgate"], "vault", "put", "--config", reused_conf, "--tenant", "bench", "--name", "up"], input=b"bench-upstream-credential\n", env=env, stdout=subprocess.DEVNULL)
-        log = open(os.path.join(tmp, "servers.log"), "wb")
-        targets = {}
-        targets["direct"] = (start([bins["upstream"], str(PORTS["upstream"])], log=log), PORTS["upstream"])
-        wait_port(PORTS["upstream"])
-        nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
-        targets["nginx"] = (start([nginx_bin, "-c", nginx_conf(tmp), "-p", tmp], log=log), PORTS["nginx"])
-        targets["passthrough"] = (start([bins["passthrough"], str(PORTS["passthrough"]), str(PORTS["upstream"]), "2"], log=log), PORTS["passthrough"])
-        for name in ("nginx", "passthrough"):
-            wait_port(targets[name][1])
-        up_url = f"http://127.0.0.1:{PORTS['upstream']}"
-        pool = a.pool or 20000 * a.duration
-        results = {k: [] for k in ("direct", "nginx", "passthrough", "capgate-reused", "capgate-reused-noaudit", "capgate-fresh")}
-        for rnd in range(a.rounds):
-            for name in results:
-                if name.startswith("capgate"):
-                    replay = name == "capgate-fresh"
-                    conf = fresh_conf if replay else (noaudit_conf if name.endswith("noaudit") else reused_conf)
-                    p = start([bins["capgate"], "serve", "--config", conf], env=env, log=log)
-                    wait_port(PORTS["capgate"])
-                    tokfile = os.path.join(tmp, "tokens.txt")
-                    n = pool if replay else 1
-                    sh([bins["tokens"], os.path.join(tmp, "root.pem"), os.path.join(tmp, "agent.pem"), os.path.join(tmp, "gateway.pem"), up_url, str(n), tokfile])
-                    port, pid = PORTS["capgate"], p.pid
-                    script, args = (os.path.join(HERE, "wrk_tokens.lua"), [tokfile, "2", "/up/bench"]) if replay else (os.path.join(HERE, "wrk_plain.lua"), [tokfile, "/up/bench"])
-                else:
-                    p, port = targets[name]
-                    pid = p.pid
-                    script, args = os.path.join(HERE, "wrk_plain.lua"), ["-", "/bench"]
-                pids = pids_of(pid)
-                t0 = cpu_ticks(pids)
-                r = wrk(port, script, args, a.duration, a.connections)
-                r["cpu_s_per_1k"] = (cpu_ticks(pids) - t0) / TICK / max(r["requests"], 1) * 1000
-                r["rss_mib"] = rss_kib(pids) / 1024
-                results[name].append(r)
-                print(f"round {rnd + 1} {name:15s} {r['rps']:10.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  non-2xx {r['non2xx']}", flush=True)
-                if name.startswith("capgate"):
-                    os.killpg(p.pid, signal.SIGTERM)
-                    p.wait(timeout=20)
-        med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_s_per_1k", "rss_mib", "non2xx")} for k, v in results.items()}
-        lines = [
-            f"Load harness, {datetime.date.today()}, {os.cpu_count()} cores ({cpu_model()}), wrk -t2 -c{a.connections} -d{a.duration}s, {a.rounds} rounds interleaved, medians.",
-            "",
-            "| target | req/s | × nginx | × direct | p50 ms | p99 ms | p99.9 ms | CPU s / 1k req | peak RSS MiB | non-2xx |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for k, m in med.items():
-            lines.append(f"| {k} | {m['rps']:.0f} | {m['rps'] / med['nginx']['rps']:.2f} | {m['rps'] / med['direct']['rps']:.2f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['p999']:.2f} | {m['cpu_s_per_1k']:.3f} | {m['rss_mib']:.1f} | {m['non2xx']:.0f} |")
-        table = "\n".join(lines)
-        print("\n" + table)
-        open(os.path.join(HERE, "RESULTS.md"), "w").write(table + "\n")
-        json.dump(results, open(os.path.join(tmp, "results.json"), "w"), indent=1)
+        b = Bench(a, bins, tmp)
+        sections = [f"Load harness, {datetime.date.today()}, {os.cpu_count()} cores ({cpu_model()}), everything on 127.0.0.1."]
+        modes = [m.strip() for m in a.modes.split(",") if m.strip()]
+        for mode, fn in (("throughput", throughput), ("latency", latency), ("memory", memory)):
+            if mode in modes:
+                sections.append("\n".join(fn(b)))
+        if a.soak:
+            sections.append("\n".join(soak(b)))
+        report = "\n\n".join(sections)
+        print("\n" + report)
+        open(os.path.join(HERE, "RESULTS.md"), "w").write(report + "\n")
     finally:
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
