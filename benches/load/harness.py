@@ -157,6 +157,7 @@ http {{
   upstream up {{ server 127.0.0.1:{PORTS['upstream']}; keepalive 128; }}
   server {{
     listen 127.0.0.1:{PORTS['nginx']};
+    keepalive_requests 1000000;
     location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
   }}
 }}
@@ -328,12 +329,12 @@ def idle_connections(port, n, path, tokfile):
     req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode()
     socks = []
     for _ in range(n):
+        # One request at a time, so what is measured is idle connections,
+        # not a burst of n concurrent requests.
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
         s.sendall(req)
-        socks.append(s)
-    for s in socks:
-        # Read the response head and body (small; chunked or with a length).
         data = b""
+        # Read the response (small; chunked or with a length).
         while not (b"\r\n0\r\n\r\n" in data or (b"\r\n\r\n" in data and b"content-length" in data.lower() and data.endswith(b"}"))):
             chunk = s.recv(65536)
             if not chunk:
@@ -341,6 +342,7 @@ def idle_connections(port, n, path, tokfile):
             data += chunk
         if not data.startswith(b"HTTP/1.1 200"):
             raise SystemExit(f"an idle-connection request failed on port {port}: {data[:80]!r}")
+        socks.append(s)
     return socks
 
 

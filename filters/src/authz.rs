@@ -13,11 +13,11 @@
 //! decision reports. Default deny, forbid wins, and any evaluation error
 //! denies: a policy that could not be evaluated must not let a request by.
 
+use crate::decision_cache::DecisionCache;
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request,
     RestrictedExpression, Schema, ValidationMode, Validator,
 };
-use crate::decision_cache::DecisionCache;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;

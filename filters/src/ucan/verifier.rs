@@ -3,7 +3,10 @@
 //! Two caches (moka), both keyed by CID and living until the token expires:
 //! - verified tokens, so a delegation's signature is checked once however
 //!   many invocations rest on it;
-//! - verified chains, so a repeated invocation skips the walk entirely.
+//! - verified chains, so a repeated invocation skips the walk entirely. With
+//!   replay protection on, an invocation is single-use, so its chain is not
+//!   cached: a second use is refused as a replay anyway, and caching every
+//!   fresh invocation would only spend memory and insert time.
 //!
 //! Only tokens of chains that verified are cached (so nobody can fill the
 //! cache with self-signed junk), for at most [`MAX_CACHE_TTL`]. A hit still runs the time checks on every
@@ -127,10 +130,14 @@ impl Verifier {
         let pool = ProofPool::from_header(ucans)?;
         let chain = Arc::new(verify_chain(invocation, &pool, &self.cfg.roots, &source, self.clock(now))?);
         for link in &chain.links[1..] {
-            self.tokens.insert(link.cid, Ttl(link.clone(), self.ttl(link, now)));
+            if !self.tokens.contains_key(&link.cid) {
+                self.tokens.insert(link.cid, Ttl(link.clone(), self.ttl(link, now)));
+            }
         }
-        let ttl = self.ttl(&chain.invocation, now);
-        self.chains.insert(cid, Ttl(chain.clone(), ttl));
+        if !self.cfg.replay_protection {
+            let ttl = self.ttl(&chain.invocation, now);
+            self.chains.insert(cid, Ttl(chain.clone(), ttl));
+        }
         Ok(Verified { chain, cache_hit: false })
     }
 
@@ -185,13 +192,17 @@ mod tests {
     }
 
     fn world() -> World {
+        world_with(true)
+    }
+
+    fn world_with(replay_protection: bool) -> World {
         let (gateway, root, agent) = (key(), key(), key());
         let verifier = Verifier::new(VerifierConfig {
             gateway_did: did(&gateway),
             roots: HashMap::from([(did(&root), Arc::from("acme"))]),
             max_lifetime_secs: 60,
             clock_skew_secs: 5,
-            replay_protection: true,
+            replay_protection,
             cache_capacity: 100,
         });
         World { gateway, root, agent, verifier }
@@ -213,7 +224,7 @@ mod tests {
 
     #[test]
     fn valid_chain_then_cache_hit_that_still_checks_time() {
-        let w = world();
+        let w = world_with(false);
         let d = token(&w.root, did(&w.agent), "https://api.example.com", "http/*", NOW + 3600, vec![]);
         let i = token(&w.agent, did(&w.gateway), "https://api.example.com/x", "http/GET", NOW + 30, vec![d.clone()]);
         let v = w.verifier.verify(&i, Some(&d), NOW).expect("valid");
@@ -225,6 +236,20 @@ mod tests {
         assert!(v.cache_hit);
         let e = w.verifier.verify(&i, Some(&d), NOW + 100).err().expect("expired even when cached");
         assert_eq!(e.reason, Reason::Expired);
+    }
+
+    #[test]
+    fn with_replay_protection_invocations_are_not_cached_but_their_proofs_are() {
+        let w = world();
+        let d = token(&w.root, did(&w.agent), "https://api.example.com", "http/*", NOW + 3600, vec![]);
+        let i = token(&w.agent, did(&w.gateway), "https://api.example.com/x", "http/GET", NOW + 30, vec![d.clone()]);
+        let v = w.verifier.verify(&i, Some(&d), NOW).expect("valid");
+        assert!(!v.cache_hit);
+        w.verifier.chains.run_pending_tasks();
+        w.verifier.tokens.run_pending_tasks();
+        assert_eq!(w.verifier.chains.entry_count(), 0, "the single-use invocation is not cached");
+        assert_eq!(w.verifier.tokens.entry_count(), 1, "its delegation is");
+        assert!(!w.verifier.verify(&i, Some(&d), NOW + 1).expect("valid").cache_hit);
         w.verifier.consume_nonce(&v.chain, NOW).expect("first use");
         assert_eq!(w.verifier.consume_nonce(&v.chain, NOW).err().map(|e| e.reason), Some(Reason::Replayed));
     }
