@@ -72,6 +72,10 @@ pub struct ServerSection {
     /// Seconds an upstream read may stall.
     #[serde(default = "default_read_timeout")]
     pub upstream_read_timeout_secs: u64,
+    /// Read buffer per agent connection, in bytes (pingora's default is
+    /// 64 KiB, which an idle keep-alive connection holds for its lifetime).
+    #[serde(default = "default_read_buffer")]
+    pub read_buffer_bytes: usize,
 }
 
 fn default_listen() -> String {
@@ -89,6 +93,9 @@ fn default_connect_timeout() -> u64 {
 fn default_read_timeout() -> u64 {
     60
 }
+fn default_read_buffer() -> usize {
+    4096
+}
 
 impl Default for ServerSection {
     fn default() -> Self {
@@ -99,6 +106,7 @@ impl Default for ServerSection {
             identity_key: PathBuf::from("state/gateway.pem"),
             upstream_connect_timeout_secs: default_connect_timeout(),
             upstream_read_timeout_secs: default_read_timeout(),
+            read_buffer_bytes: default_read_buffer(),
         }
     }
 }

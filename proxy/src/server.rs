@@ -6,6 +6,7 @@ use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::state::{GatewayState, StartError};
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -31,7 +32,10 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
     server.bootstrap();
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway { state: state.clone() }, "capgate proxy");
-    proxy.add_tcp(&cfg.server.listen);
+    // pingora's L4 write buffer default (one MSS) is kept; the read buffer
+    // is sized by config because every idle keep-alive connection holds it.
+    let buffers = L4BufferSettings::new(cfg.server.read_buffer_bytes, pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE);
+    proxy.add_listener(ListenerConfig::tcp(cfg.server.listen.as_str()).l4_buffer(buffers));
     server.add_service(proxy);
 
     let mut admin = Service::new("capgate admin".to_owned(), AdminApp { state: state.clone() });
