@@ -1,6 +1,6 @@
 //! The load harness's bare pingora passthrough: the same pingora build as
 //! capgate, one trivial `request_filter`, upstream keep-alive, nothing else.
-//! `bench-passthrough LISTEN_PORT UPSTREAM_PORT THREADS`
+//! `bench-passthrough LISTEN_PORT UPSTREAM_PORT THREADS [WORK_STEALING true|false]`
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -27,7 +27,8 @@ fn main() {
     let listen = args.get(1).cloned().unwrap_or_else(|| "18082".into());
     let upstream = format!("127.0.0.1:{}", args.get(2).cloned().unwrap_or_else(|| "18081".into()));
     let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(2);
-    let conf = ServerConf { threads, ..ServerConf::default() };
+    let work_stealing = args.get(4).map(|w| w != "false").unwrap_or(true);
+    let conf = ServerConf { threads, work_stealing, ..ServerConf::default() };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut svc = pingora::proxy::http_proxy_service(&server.configuration, Pass { upstream });

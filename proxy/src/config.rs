@@ -63,6 +63,10 @@ pub struct ServerSection {
     /// Worker threads for the proxy service.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Let idle worker threads steal tasks from busy ones (pingora's
+    /// default). Off pins each connection to the thread that accepted it.
+    #[serde(default = "default_true")]
+    pub work_stealing: bool,
     /// The gateway's Ed25519 key (PKCS#8 PEM). Its did:key is the audience
     /// every invocation must name.
     pub identity_key: PathBuf,
@@ -103,6 +107,7 @@ impl Default for ServerSection {
             listen: default_listen(),
             admin_listen: default_admin_listen(),
             threads: default_threads(),
+            work_stealing: true,
             identity_key: PathBuf::from("state/gateway.pem"),
             upstream_connect_timeout_secs: default_connect_timeout(),
             upstream_read_timeout_secs: default_read_timeout(),

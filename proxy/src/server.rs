@@ -25,7 +25,7 @@ pub fn prepare(config_path: &Path) -> Result<(Config, Arc<GatewayState>, Option<
 /// Run until SIGTERM/SIGINT.
 pub fn serve(config_path: &Path) -> Result<(), StartError> {
     let (cfg, state, boot) = prepare(config_path)?;
-    let mut conf = ServerConf { threads: cfg.server.threads, ..ServerConf::default() };
+    let mut conf = ServerConf { threads: cfg.server.threads, work_stealing: cfg.server.work_stealing, ..ServerConf::default() };
     conf.grace_period_seconds = Some(0);
     conf.graceful_shutdown_timeout_seconds = Some(5);
     let mut server = Server::new_with_opt_and_conf(None, conf);
