@@ -93,15 +93,18 @@ pub fn event_hash(obj: &Map<String, Value>) -> Result<String, String> {
 /// `"hash"` appended as the last member (the line itself need not be
 /// canonical; the verifier re-canonicalises without `hash`).
 pub fn seal_event(ev: &RequestEvent, seq: u64, ts: &str, chain: &str, prev: &str) -> Result<(String, String), String> {
-    let mut obj = match serde_json::to_value(ev).map_err(|e| e.to_string())? {
-        Value::Object(m) => m,
-        _ => return Err("event is not an object".into()),
-    };
-    obj.insert("seq".into(), Value::from(seq));
-    obj.insert("ts".into(), Value::from(ts));
-    obj.insert("chain".into(), Value::from(chain));
-    obj.insert("prev".into(), Value::from(prev));
-    let canonical = serde_jcs::to_vec(&Value::Object(obj)).map_err(|e| e.to_string())?;
+    /// The event plus what the writer adds, serialised in one pass (the
+    /// canonicaliser orders the members).
+    #[derive(Serialize)]
+    struct Sealed<'a> {
+        #[serde(flatten)]
+        ev: &'a RequestEvent,
+        seq: u64,
+        ts: &'a str,
+        chain: &'a str,
+        prev: &'a str,
+    }
+    let canonical = serde_jcs::to_vec(&Sealed { ev, seq, ts, chain, prev }).map_err(|e| e.to_string())?;
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
     h.update(&canonical);
