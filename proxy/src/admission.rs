@@ -47,6 +47,8 @@ pub struct Admitted {
     /// Path and query to send upstream.
     pub upstream_target: String,
     pub credential: Arc<Secret>,
+    /// The tenant's sanitizer from the same vault snapshot as `credential`.
+    pub sanitizer: Arc<capgate_filters::sanitize::Sanitizer>,
     pub policy_ids: Vec<String>,
     /// Set when the request is high-stakes and needs a cosigner before it may go.
     pub step_up: Option<StepUp>,
@@ -207,8 +209,8 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
         return Err(Refusal::new(403, "policy_denied", reason));
     }
 
-    let credential = state
-        .vault
+    let (credential, sanitizer) = state
+        .credentials
         .load()
         .get(&chain.tenant, &route.credential)
         .ok_or_else(|| Refusal::new(502, "credential_unavailable", "no credential is configured for this tenant and route"))?;
@@ -218,5 +220,5 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
         upstream_target.push('?');
         upstream_target.push_str(q);
     }
-    Ok(Admitted { chain, upstream_target, credential, policy_ids: decision.policy_ids.clone(), step_up })
+    Ok(Admitted { chain, upstream_target, credential, sanitizer, policy_ids: decision.policy_ids.clone(), step_up })
 }

@@ -39,6 +39,8 @@ pub struct RequestCtx {
     pub chain: Option<Arc<VerifiedChain>>,
     pub upstream_target: String,
     pub credential: Option<Arc<Secret>>,
+    /// The tenant's sanitizer, from the same vault snapshot as `credential`.
+    pub sanitizer: Option<Arc<capgate_filters::sanitize::Sanitizer>>,
     pub policy_ids: Vec<String>,
     /// Set when capgate refused or failed the request: (status, code).
     pub refused: Option<(u16, &'static str)>,
@@ -90,6 +92,7 @@ impl ProxyHttp for Gateway {
             chain: None,
             upstream_target: String::new(),
             credential: None,
+            sanitizer: None,
             policy_ids: Vec::new(),
             refused: None,
             cosigner: None,
@@ -148,6 +151,7 @@ impl ProxyHttp for Gateway {
             Ok(admitted) => {
                 ctx.upstream_target = admitted.upstream_target;
                 ctx.credential = Some(admitted.credential);
+                ctx.sanitizer = Some(admitted.sanitizer);
                 ctx.policy_ids = admitted.policy_ids;
                 if let Some(step) = &admitted.step_up {
                     if let Some(refusal) = crate::step_up::release(&self.state, session, ctx, step).await? {
@@ -205,11 +209,10 @@ impl ProxyHttp for Gateway {
 
     /// Scrub headers and decide how the body is handled.
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
-        let tenant = ctx.chain.as_ref().map(|c| c.tenant.clone());
-        let sanitizers = self.state.sanitizers.load();
-        let sanitizer = tenant
-            .and_then(|t| sanitizers.get(&*t).cloned())
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no sanitizer for the tenant"))?;
+        let sanitizer = ctx
+            .sanitizer
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "response for a request that was not admitted"))?;
         ctx.header_counts = crate::response_sanitize::scrub_headers(resp, &sanitizer)?;
         let method = session.req_header().method.as_str().to_owned();
         let chunked_ok = !session.is_http2() && session.req_header().version == http::Version::HTTP_11;

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub audit_healthy: IntGauge,
     /// `capgate_policy_reloads_total{result}`: ok or error.
     pub policy_reloads: IntCounterVec,
+    /// `capgate_vault_reloads_total{result}`: ok or error.
+    pub vault_reloads: IntCounterVec,
 }
 
 /// Fold a method into a bounded label value.
@@ -93,6 +95,9 @@ impl Metrics {
         let policy_reloads =
             IntCounterVec::new(Opts::new("capgate_policy_reloads_total", "Policy reloads by result: ok or error."), &["result"])?;
         registry.register(Box::new(policy_reloads.clone()))?;
+        let vault_reloads =
+            IntCounterVec::new(Opts::new("capgate_vault_reloads_total", "Vault reloads by result: ok or error."), &["result"])?;
+        registry.register(Box::new(vault_reloads.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -106,6 +111,7 @@ impl Metrics {
             audit_events,
             audit_healthy,
             policy_reloads,
+            vault_reloads,
         })
     }
 

@@ -43,8 +43,8 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
     server.add_service(admin);
 
     server.add_service(pingora::services::background::background_service(
-        "capgate policy reload",
-        crate::reload::PolicyReloader { state: state.clone() },
+        "capgate live reload",
+        crate::reload::LiveReloader { state: state.clone() },
     ));
 
     if let Some(addr) = &cfg.dev.echo_upstream {

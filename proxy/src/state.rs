@@ -14,6 +14,31 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The credentials a request may use and how their echoes are redacted.
+pub struct CredentialSet {
+    pub vault: Vault,
+    /// Response sanitizers by tenant: the catalogue plus that tenant's vault
+    /// credentials (and their encodings) as literals.
+    pub sanitizers: HashMap<String, Arc<Sanitizer>>,
+}
+
+impl CredentialSet {
+    fn build(tenants: &[String], vault: Vault) -> Result<CredentialSet, StartError> {
+        let mut sanitizers = HashMap::new();
+        for t in tenants {
+            let literals: Vec<&str> = vault.secrets().filter(|(tenant, _, _)| tenant == t).map(|(_, _, s)| s.expose()).collect();
+            let s = Sanitizer::new(literals).map_err(StartError::Sanitizer)?;
+            sanitizers.insert(t.clone(), Arc::new(s));
+        }
+        Ok(CredentialSet { vault, sanitizers })
+    }
+
+    /// The tenant's credential `name` and the tenant's sanitizer.
+    pub fn get(&self, tenant: &str, name: &str) -> Option<(Arc<crate::vault::Secret>, Arc<Sanitizer>)> {
+        Some((self.vault.get(tenant, name)?, self.sanitizers.get(tenant)?.clone()))
+    }
+}
+
 pub struct GatewayState {
     pub gateway_did: String,
     pub routes: RouteTable,
@@ -26,13 +51,13 @@ pub struct GatewayState {
     pub approvers: HashMap<String, Vec<String>>,
     pub step_up: crate::config::StepUpSection,
     pub budgets: crate::budgets::Budgets,
-    pub vault: ArcSwap<Vault>,
+    /// The opened vault and the sanitizers built from it, swapped as one so a
+    /// request's credential and its response's redaction come from the same
+    /// snapshot.
+    pub credentials: ArcSwap<CredentialSet>,
     pub metrics: Metrics,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
-    /// Response sanitizers by tenant: the catalogue plus that tenant's vault
-    /// credentials (and their encodings) as literals.
-    pub sanitizers: ArcSwap<HashMap<String, Arc<Sanitizer>>>,
     pub binary_policy: crate::config::BinaryPolicy,
     pub auditor: crate::audit::Auditor,
     pub store: Arc<dyn crate::state_store::StateStore>,
@@ -40,6 +65,8 @@ pub struct GatewayState {
     pub admin_auth: crate::admin_auth::AdminAuth,
     pub policies_dir: std::path::PathBuf,
     policy_stamp: std::sync::Mutex<Option<std::time::SystemTime>>,
+    vault_stamp: std::sync::Mutex<Option<(std::time::SystemTime, u64)>>,
+    tenant_ids: Vec<String>,
     /// Resolved upstream addresses by `host:port`, refreshed every 30 s.
     pub dns: moka::sync::Cache<String, std::net::SocketAddr>,
 }
@@ -99,6 +126,46 @@ impl GatewayState {
         }
     }
 
+    /// Re-open the vault store (after `capgate vault put`/`rm` by another
+    /// process) and swap it in with freshly built sanitizers, as one snapshot.
+    /// When the store cannot be opened in full, the previous credentials keep
+    /// serving and the error is logged (never a value) and counted.
+    pub fn reload_vault(&self, trigger: &str) -> Result<usize, String> {
+        let current = self.credentials.load();
+        let stamp = current.vault.stamp();
+        let next = current
+            .vault
+            .reopen()
+            .map_err(|e| e.to_string())
+            .and_then(|v| CredentialSet::build(&self.tenant_ids, v).map_err(|e| e.to_string()));
+        if let Ok(mut s) = self.vault_stamp.lock() {
+            *s = stamp;
+        }
+        match next {
+            Ok(set) => {
+                let n = set.vault.secrets().count();
+                self.credentials.store(Arc::new(set));
+                self.metrics.vault_reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(trigger, credentials = n, "vault reloaded");
+                Ok(n)
+            }
+            Err(e) => {
+                self.metrics.vault_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(trigger, error = %e, "vault reload refused; the previous credentials keep serving");
+                Err(e)
+            }
+        }
+    }
+
+    /// Reload the vault when its store changed on disk since the last load.
+    pub fn reload_vault_if_changed(&self) {
+        let now = self.credentials.load().vault.stamp();
+        let changed = self.vault_stamp.lock().map(|s| *s != now).unwrap_or(false);
+        if changed {
+            let _ = self.reload_vault("file watch");
+        }
+    }
+
     /// Reload when the policy files changed since the last load (file watch).
     pub fn reload_if_changed(&self) {
         let now = crate::policies::stamp(&self.policies_dir);
@@ -107,17 +174,6 @@ impl GatewayState {
             let _ = self.reload_policies("file watch");
         }
     }
-}
-
-/// One sanitizer per tenant, with that tenant's credentials as literals.
-pub fn build_sanitizers(cfg: &Config, vault: &Vault) -> Result<HashMap<String, Arc<Sanitizer>>, StartError> {
-    let mut out = HashMap::new();
-    for t in &cfg.tenants {
-        let literals: Vec<&str> = vault.secrets().filter(|(tenant, _, _)| *tenant == t.id).map(|(_, _, s)| s.expose()).collect();
-        let s = Sanitizer::new(literals).map_err(StartError::Sanitizer)?;
-        out.insert(t.id.clone(), Arc::new(s));
-    }
-    Ok(out)
 }
 
 impl GatewayState {
@@ -169,12 +225,13 @@ impl GatewayState {
         }
         let vault = Vault::open(&cfg.vault.path, &cfg.vault.key_env)?;
         let routes = cfg.routes.iter().map(Route::compile).collect::<Result<Vec<_>, _>>().map_err(StartError::Routes)?;
-        let sanitizers = build_sanitizers(cfg, &vault)?;
         let metrics = Metrics::new()?;
         metrics.policies_loaded.set(policies.len() as i64);
         let audit_key = crate::keys::load(&cfg.audit.signing_key).map_err(|e| StartError::Audit(e.to_string()))?;
         let instance = crate::audit::instance_id(&cfg.audit.dir, cfg.audit.instance.as_deref()).map_err(StartError::Audit)?;
         let tenants: Vec<String> = cfg.tenants.iter().map(|t| t.id.clone()).collect();
+        let vault_stamp = vault.stamp();
+        let credentials = CredentialSet::build(&tenants, vault)?;
         let auditor = if !cfg.audit.enabled {
             tracing::warn!("audit.enabled = false: requests are NOT audited (benchmarks only)");
             crate::audit::Auditor::disabled(&instance, crate::keys::did_of(&audit_key))
@@ -206,8 +263,8 @@ impl GatewayState {
             approvers,
             step_up: cfg.step_up.clone(),
             budgets: crate::budgets::Budgets::new(&cfg.budgets, store.clone()).map_err(StartError::State)?,
-            vault: ArcSwap::from_pointee(vault),
-            sanitizers: ArcSwap::from_pointee(sanitizers),
+            credentials: ArcSwap::from_pointee(credentials),
+            vault_stamp: std::sync::Mutex::new(vault_stamp),
             binary_policy: cfg.sanitize.binary,
             auditor,
             store,
@@ -215,6 +272,7 @@ impl GatewayState {
             admin_auth,
             policy_stamp: std::sync::Mutex::new(crate::policies::stamp(&cfg.policies.dir)),
             policies_dir: cfg.policies.dir.clone(),
+            tenant_ids: tenants,
             metrics,
             connect_timeout: Duration::from_secs(cfg.server.upstream_connect_timeout_secs),
             read_timeout: Duration::from_secs(cfg.server.upstream_read_timeout_secs),

@@ -233,6 +233,24 @@ fn a_risky_call_needs_a_cosigner_bound_to_the_exact_request() {
             .header("capgate-approval", &id),
     );
     assert_refused(&r, 403, "approval_invalid");
+    // Nor the same agent and request under another tenant's chain.
+    let out = g.cli(&["vault", "put", "--tenant", "other", "--name", "svc"], Some("other-tenant-credential\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pid = g.child.as_ref().map(|c| c.id()).expect("running");
+    let _ = std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status();
+    let m = g.metrics_with(r#"capgate_vault_reloads_total{result="ok"} 1"#);
+    assert!(m.contains(r#"capgate_vault_reloads_total{result="ok"} 1"#), "SIGHUP reloads the vault: {m}");
+    let d3 = mint(
+        &g.other_root_key,
+        &MintSpec {
+            audience: did(&g.agent_key),
+            capabilities: vec![(up.clone(), "http/*".into())],
+            expires: now() + 600,
+            ..Default::default()
+        },
+    );
+    let r = delete(&g, "/svc/repos/a", &d3, Some(&id), None);
+    assert_refused(&r, 403, "approval_invalid");
     assert!(g.upstream.requests().is_empty(), "nothing reached the upstream yet");
     // The matching retry passes, once.
     let r = delete(&g, "/svc/repos/a", &deleg, Some(&id), None);

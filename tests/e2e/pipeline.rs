@@ -241,6 +241,70 @@ fn unknown_route_and_missing_credential() {
 }
 
 #[test]
+fn a_credential_put_or_removed_while_running_is_used_without_a_restart() {
+    let g = Gateway::start(GatewayOpts { credential: None, ..Default::default() });
+    let echo = || call_echo(&g);
+    assert_refused(&echo(), 502, "credential_unavailable");
+    let vault = |args: &[&str], stdin: Option<&str>| {
+        let out = g.cli(args, stdin);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Each write is picked up by the file watch (2 s) and used on the next
+    // request; the echo of the new value is redacted from the same snapshot.
+    for value in ["rotated-credential-one-0123", "rotated-credential-two-4567"] {
+        vault(&["vault", "put", "--tenant", "acme", "--name", "svc"], Some(&format!("{value}\n")));
+        let r = eventually(|| {
+            Some(echo()).filter(|r| {
+                r.status == 200
+                    && g.upstream.requests().last().and_then(|s| s.header("authorization").map(str::to_owned))
+                        == Some(format!("Bearer {value}"))
+            })
+        });
+        assert!(!r.text.contains(value), "{}", r.text);
+        assert!(r.text.contains("\"token_only\":\"[REDACTED:vault_credential]\""), "{}", r.text);
+    }
+    assert!(g.metrics().contains(r#"capgate_vault_reloads_total{result="ok"} 2"#), "{}", g.metrics());
+    // Removal: the next requests are refused, nothing reaches the upstream.
+    vault(&["vault", "rm", "--tenant", "acme", "--name", "svc"], None);
+    eventually(|| Some(echo()).filter(|r| r.status == 502));
+    let seen = g.upstream.requests().len();
+    assert_refused(&echo(), 502, "credential_unavailable");
+    assert_eq!(g.upstream.requests().len(), seen);
+    // A store that cannot be opened is refused; the previous snapshot serves on.
+    vault(&["vault", "put", "--tenant", "acme", "--name", "svc"], Some("rotated-credential-three-89\n"));
+    eventually(|| Some(echo()).filter(|r| r.status == 200));
+    std::fs::write(g.dir.path().join("vault.json"), "{ not a vault").expect("corrupt the store");
+    let m = g.metrics_with(r#"capgate_vault_reloads_total{result="error"} 1"#);
+    assert!(m.contains(r#"capgate_vault_reloads_total{result="error"} 1"#), "{m}");
+    assert_eq!(echo().status, 200);
+    assert_eq!(
+        g.upstream.requests().last().and_then(|s| s.header("authorization").map(str::to_owned)).as_deref(),
+        Some("Bearer rotated-credential-three-89")
+    );
+    assert!(g.log().contains("vault reload refused"), "the refusal is logged");
+    assert!(!g.log().contains("rotated-credential-"), "values never reach the log");
+}
+
+/// GET `/svc/echo-auth` (the upstream echoes the Authorization it received) with fresh tokens.
+fn call_echo(g: &Gateway) -> Reply {
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/GET");
+    call(g, "GET", "/svc/echo-auth", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg))
+}
+
+/// Retry `f` every 100 ms for up to 10 s until it yields a value.
+fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "condition not reached within 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn an_unreachable_upstream_is_a_json_502() {
     let g = Gateway::start(GatewayOpts::default());
     let text = std::fs::read_to_string(&g.config_path).expect("config");

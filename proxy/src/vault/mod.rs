@@ -5,7 +5,10 @@
 //! - [`store`]: the on-disk file of sealed entries.
 //!
 //! [`Vault::open`] decrypts every entry at start, so a wrong key is a clear
-//! start-up error rather than a failure on the first request.
+//! start-up error rather than a failure on the first request. A running
+//! gateway picks up `capgate vault put`/`rm` through [`Vault::reopen`]
+//! (SIGHUP or the store's file watch): the new vault is opened in full with the
+//! same key and swapped in only if every entry opens.
 
 pub mod seal;
 pub mod store;
@@ -66,7 +69,7 @@ pub struct EntryInfo {
 /// The vault: its store path, key, and the opened credentials.
 pub struct Vault {
     path: PathBuf,
-    key: VaultKey,
+    key: Arc<VaultKey>,
     /// tenant → name → secret; nested so lookups borrow and never allocate.
     open: HashMap<String, HashMap<String, Arc<Secret>>>,
 }
@@ -83,6 +86,23 @@ impl Vault {
     }
 
     pub fn open_with_key(path: &Path, key: VaultKey) -> Result<Self, VaultError> {
+        Self::open_shared(path, Arc::new(key))
+    }
+
+    /// Re-read the store with the same key: a fresh, fully opened vault, or
+    /// the reason it cannot be opened (this one stays valid either way).
+    pub fn reopen(&self) -> Result<Self, VaultError> {
+        Self::open_shared(&self.path, self.key.clone())
+    }
+
+    /// What identifies the store's current contents on disk (modification
+    /// time and length; `None` when it does not exist). Writes replace the
+    /// file by rename, so any write changes it.
+    pub fn stamp(&self) -> Option<(std::time::SystemTime, u64)> {
+        std::fs::metadata(&self.path).ok().and_then(|m| m.modified().ok().map(|t| (t, m.len())))
+    }
+
+    fn open_shared(path: &Path, key: Arc<VaultKey>) -> Result<Self, VaultError> {
         let file = store::read(path)?;
         let mut open: HashMap<String, HashMap<String, Arc<Secret>>> = HashMap::new();
         for e in file.entries {
@@ -117,7 +137,7 @@ impl Vault {
         if !valid_value(value.as_bytes()) {
             return Err(VaultError::BadValue { tenant: tenant.into(), name: name.into() });
         }
-        let key = &self.key;
+        let key = &*self.key;
         let version = store::update(&self.path, |file| {
             let version = file.entries.iter().filter(|e| e.tenant == tenant && e.name == name).map(|e| e.version).max().unwrap_or(0) + 1;
             let (nonce, ciphertext) = key.seal(tenant, name, version, value.as_bytes());
@@ -195,5 +215,24 @@ mod tests {
         v.remove("acme", "github").expect("remove");
         assert!(v.get("acme", "github").is_none());
         assert!(matches!(v.remove("acme", "github"), Err(VaultError::NotFound { .. })));
+    }
+
+    #[test]
+    fn reopen_sees_writes_by_another_process_and_keeps_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("vault.json");
+        let serving = Vault::open_with_key(&path, VaultKey::from_bytes(&[7; 32])).expect("empty vault");
+        let before = serving.stamp();
+        // The CLI is another process with its own handle on the same store.
+        let mut cli = Vault::open_with_key(&path, VaultKey::from_bytes(&[7; 32])).expect("cli");
+        cli.put("acme", "github", "rotated-value").expect("put");
+        assert_ne!(serving.stamp(), before, "a write changes the stamp");
+        assert!(serving.get("acme", "github").is_none(), "the serving vault is a snapshot");
+        let fresh = serving.reopen().expect("reopen");
+        assert_eq!(fresh.get("acme", "github").map(|s| s.expose().to_owned()).as_deref(), Some("rotated-value"));
+        // A corrupt store does not reopen: the caller keeps serving the old vault.
+        std::fs::write(&path, "{ not json").expect("corrupt");
+        assert!(matches!(fresh.reopen(), Err(VaultError::Store(_))), "a corrupt store is refused");
+        assert_eq!(fresh.get("acme", "github").map(|s| s.expose().to_owned()).as_deref(), Some("rotated-value"));
     }
 }
