@@ -65,8 +65,19 @@ impl Minter {
     }
 }
 
+/// Bad arguments or key files: say which, exit 2 (no panic, no backtrace).
+fn die(msg: &str) -> ! {
+    eprintln!("bench-rate: {msg}");
+    std::process::exit(2)
+}
+
 fn key(p: &str) -> SigningKey {
-    SigningKey::read_pkcs8_pem_file(p).unwrap_or_else(|e| panic!("{p}: not a PKCS#8 Ed25519 key: {e}"))
+    SigningKey::read_pkcs8_pem_file(p).unwrap_or_else(|e| die(&format!("{p}: not a PKCS#8 Ed25519 key: {e}")))
+}
+
+/// Argument `i`, parsed, or exit 2 naming it.
+fn arg<T: std::str::FromStr>(a: &[String], i: usize, name: &str, usage: &str) -> T {
+    a.get(i).and_then(|v| v.parse().ok()).unwrap_or_else(|| die(&format!("{name} is missing or not a number; {usage}")))
 }
 
 #[derive(Default)]
@@ -181,22 +192,26 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let usage = "usage: bench-rate ADDR PATH RATE SECONDS CONNECTIONS [none | reused|fresh ROOT.pem AGENT.pem GATEWAY.pem UPSTREAM_URL]";
-    assert!(a.len() >= 6, "{usage}");
+    if a.len() < 6 {
+        die(usage);
+    }
     let addr = a[1].clone();
     let path: Arc<str> = a[2].as_str().into();
-    let rate: f64 = a[3].parse().expect("RATE");
-    let secs: f64 = a[4].parse().expect("SECONDS");
-    let conns: u64 = a[5].parse().expect("CONNECTIONS");
+    let rate: f64 = arg(&a, 3, "RATE", usage);
+    let secs: f64 = arg(&a, 4, "SECONDS", usage);
+    let conns: u64 = arg(&a, 5, "CONNECTIONS", usage);
     let mode = match a.get(6).map(String::as_str) {
         None | Some("none") => Mode::None,
         Some("reused") => Mode::Reused,
         Some("fresh") => Mode::Fresh,
-        Some(other) => panic!("unknown token mode {other}; {usage}"),
+        Some(other) => die(&format!("unknown token mode {other}; {usage}")),
     };
     let minter = if mode == Mode::None {
         None
     } else {
-        assert!(a.len() == 11, "{usage}");
+        if a.len() != 11 {
+            die(usage);
+        }
         let (root, agent, gateway) = (key(&a[7]), key(&a[8]), key(&a[9]));
         let upstream = a[10].clone();
         let delegation = mint(
