@@ -1,7 +1,15 @@
 //! Cedar evaluation (criterion) with 10, 100 and 1,000 policies: the shipped
-//! defaults plus generated per-path forbids that do not match the request.
-//! `evaluate` is a full Cedar evaluation (a decision-cache miss); `cached` is
-//! a decision-cache hit (the key is built and looked up).
+//! defaults plus generated per-route, per-path forbids that do not match the
+//! request.
+//! - `evaluate`: a decision-cache miss, as the gateway runs it: the policies
+//!   that can apply are sliced out (see `policy_slice`) and Cedar evaluates
+//!   those.
+//! - `evaluate_unsliced`: Cedar evaluates every policy, the cost of a set
+//!   whose policies cannot be sliced (conditions that do not start with a
+//!   test on the route, tenant, agent, method or path).
+//! - `inputs`: building the Cedar request and entities alone.
+//! - `cached`: a decision-cache hit (the key is built and looked up).
+//!
 //! Run with `cargo bench --bench cedar`.
 
 use capgate_filters::authz::{AuthzRequest, PolicyEngine, RouteFacts};
@@ -39,7 +47,14 @@ fn bench(c: &mut Criterion) {
     for n in [10usize, 100, 1000] {
         let e = engine(n);
         assert!(e.authorize(&req).allowed, "the request is allowed with {n} policies");
+        assert_eq!(e.evaluate(&req), e.evaluate_unsliced(&req));
         g.bench_function(BenchmarkId::new("evaluate", format!("{n}_policies")), |b| b.iter(|| e.evaluate(&req).allowed));
+        g.bench_function(BenchmarkId::new("evaluate_unsliced", format!("{n}_policies")), |b| {
+            b.iter(|| e.evaluate_unsliced(&req).allowed)
+        });
+        if n == 10 {
+            g.bench_function("inputs", |b| b.iter(|| e.cedar_inputs(&req).is_ok()));
+        }
         g.bench_function(BenchmarkId::new("cached", format!("{n}_policies")), |b| b.iter(|| e.authorize(&req).allowed));
     }
     g.finish();

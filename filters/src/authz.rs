@@ -14,6 +14,7 @@
 //! denies: a policy that could not be evaluated must not let a request by.
 
 use crate::decision_cache::DecisionCache;
+use crate::policy_slice::{PolicySlicer, SliceStats};
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request,
     RestrictedExpression, Schema, ValidationMode, Validator,
@@ -104,6 +105,7 @@ pub struct AuthzDecision {
 pub struct PolicyEngine {
     schema: Schema,
     policies: PolicySet,
+    pub(crate) slicer: PolicySlicer,
     authorizer: Authorizer,
     reasons: HashMap<String, String>,
     types: Types,
@@ -167,7 +169,8 @@ impl PolicyEngine {
         }
         let reasons = policies.policies().filter_map(|p| p.annotation("reason").map(|r| (p.id().to_string(), r.to_owned()))).collect();
         let decisions = DecisionCache::new(&policies, DECISION_CACHE_ENTRIES);
-        Ok(PolicyEngine { schema, policies, authorizer: Authorizer::new(), reasons, types: Types::new(), decisions })
+        let slicer = PolicySlicer::new(&policies, &schema);
+        Ok(PolicyEngine { schema, policies, slicer, authorizer: Authorizer::new(), reasons, types: Types::new(), decisions })
     }
 
     /// Parse schema and policy sources and build an engine.
@@ -191,6 +194,11 @@ impl PolicyEngine {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How the policies were filed for slicing (see [`crate::policy_slice`]).
+    pub fn slice_stats(&self) -> SliceStats {
+        self.slicer.stats()
     }
 
     /// The `@reason` annotation of a policy, if any.
@@ -264,14 +272,24 @@ impl PolicyEngine {
         self.decisions.context_use()
     }
 
-    /// Decide by evaluating the policies (no cache). Never panics; anything
-    /// that cannot be decided is a deny.
+    /// Decide by evaluating the policies that can apply to `r` (no cache).
+    /// Never panics; anything that cannot be decided is a deny.
     pub fn evaluate(&self, r: &AuthzRequest<'_>) -> AuthzDecision {
+        self.evaluate_with(r, &self.slicer.select(r))
+    }
+
+    /// Decide by evaluating every policy of the set, without slicing: the
+    /// reference that slicing must agree with (tests and benches).
+    pub fn evaluate_unsliced(&self, r: &AuthzRequest<'_>) -> AuthzDecision {
+        self.evaluate_with(r, &self.policies)
+    }
+
+    fn evaluate_with(&self, r: &AuthzRequest<'_>, policies: &PolicySet) -> AuthzDecision {
         let (request, entities) = match self.cedar_inputs(r) {
             Ok(x) => x,
             Err(_) => return AuthzDecision { allowed: false, policy_ids: Vec::new(), evaluation_error: true },
         };
-        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let response = self.authorizer.is_authorized(&request, policies, &entities);
         let evaluation_error = response.diagnostics().errors().next().is_some();
         let policy_ids: Vec<String> = response.diagnostics().reason().map(|id| id.to_string()).collect();
         let allowed = response.decision() == Decision::Allow && !evaluation_error;

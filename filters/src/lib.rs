@@ -10,6 +10,8 @@
 //! - [`authz`]: the Cedar authorization model (schema, entities, context) and
 //!   the evaluator that names the policies that decided.
 //! - [`decision_cache`]: exact memoisation of Cedar decisions per policy set.
+//! - [`policy_slice`]: per request, the policies that can apply (only those
+//!   are evaluated).
 //! - [`sanitize`]: the streaming response sanitizer (secrets, invisible Unicode).
 //!
 //! The proxy crate wires these into pingora's phases; see `proxy/src/gateway.rs`.
@@ -17,5 +19,6 @@
 pub mod authz;
 pub mod decision_cache;
 pub mod normalize;
+pub mod policy_slice;
 pub mod sanitize;
 pub mod ucan;

@@ -280,6 +280,14 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             };
             let engine = crate::policies::load_authz(&dir).map_err(|e| e.to_string())?;
             println!("ok: {} policies validate against {}", engine.len(), dir.join(crate::policies::SCHEMA_FILE).display());
+            let s = engine.slice_stats();
+            println!(
+                "slicing: {} indexed, {} guarded, {} evaluated on every request{}",
+                s.indexed,
+                s.guarded,
+                s.unguarded,
+                if s.never > 0 { format!(", {} that no request can satisfy", s.never) } else { String::new() }
+            );
             Ok(())
         }
     }

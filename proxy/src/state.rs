@@ -105,6 +105,7 @@ impl GatewayState {
         match crate::policies::load_both(&self.policies_dir) {
             Ok((engine, risk)) => {
                 let n = engine.len();
+                let sliced = engine.slice_stats();
                 self.policies.store(Arc::new(engine));
                 self.risk.store(Arc::new(risk));
                 self.metrics.policies_loaded.set(n as i64);
@@ -112,7 +113,14 @@ impl GatewayState {
                 if let Ok(mut s) = self.policy_stamp.lock() {
                     *s = crate::policies::stamp(&self.policies_dir);
                 }
-                tracing::info!(trigger, policies = n, "policies reloaded");
+                tracing::info!(
+                    trigger,
+                    policies = n,
+                    indexed = sliced.indexed,
+                    guarded = sliced.guarded,
+                    unguarded = sliced.unguarded,
+                    "policies reloaded"
+                );
                 Ok(n)
             }
             Err(e) => {
@@ -227,6 +235,14 @@ impl GatewayState {
         let routes = cfg.routes.iter().map(Route::compile).collect::<Result<Vec<_>, _>>().map_err(StartError::Routes)?;
         let metrics = Metrics::new()?;
         metrics.policies_loaded.set(policies.len() as i64);
+        let sliced = policies.slice_stats();
+        tracing::info!(
+            policies = sliced.policies,
+            indexed = sliced.indexed,
+            guarded = sliced.guarded,
+            unguarded = sliced.unguarded,
+            "policies loaded (indexed: looked at only for their route, tenant, agent, method or path; unguarded: evaluated on every request)"
+        );
         let audit_key = crate::keys::load(&cfg.audit.signing_key).map_err(|e| StartError::Audit(e.to_string()))?;
         let instance = crate::audit::instance_id(&cfg.audit.dir, cfg.audit.instance.as_deref()).map_err(StartError::Audit)?;
         let tenants: Vec<String> = cfg.tenants.iter().map(|t| t.id.clone()).collect();
