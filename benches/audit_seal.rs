@@ -1,10 +1,12 @@
-//! Sealing one audit event (criterion): canonical JSON (RFC 8785), SHA-256
-//! link and the stored line, as the chain writer does for every request.
+//! One audit event (criterion), in its two halves: rendering its canonical
+//! JSON (RFC 8785) members on the proxy thread, then sealing it on the chain
+//! writer (the writer's members stitched in, the SHA-256 link, the stored
+//! line appended to the segment buffer).
 //! Run with `cargo bench --bench audit_seal`.
 
-use capgate::audit::record::{genesis, seal_event, RequestEvent};
+use capgate::audit::canonical::render;
+use capgate::audit::record::{genesis, seal_rendered_into, RequestEvent};
 use criterion::{criterion_group, criterion_main, Criterion};
-use std::collections::BTreeMap;
 
 fn bench(c: &mut Criterion) {
     let ev = RequestEvent {
@@ -18,18 +20,26 @@ fn bench(c: &mut Criterion) {
         path: Some("/repos/acme/app/issues".into()),
         decision: "allow".into(),
         reason: "ok".into(),
-        policy_ids: vec!["reads-allowed".into()],
+        policy_ids: vec!["reads-allowed".to_owned()].into(),
         upstream_status: Some(200),
         bytes_in: 0,
         bytes_out: 1834,
-        redactions: BTreeMap::from([("github_pat".to_owned(), 1)]),
+        redactions: vec![("github_pat".into(), 1)],
         duration_us: 412,
         ..Default::default()
     };
     let chain = "acme:6f1c2e";
     let prev = genesis(chain);
+    // On the proxy thread: the event's canonical members, once.
+    c.bench_function("audit_render_event", |b| b.iter(|| render(&ev)));
+    // On the chain writer: stitched, hashed and appended to one reused buffer.
+    let rendered = render(&ev);
+    let mut buf = Vec::with_capacity(4096);
     c.bench_function("audit_seal_event", |b| {
-        b.iter(|| seal_event(&ev, 42, "2026-11-25T01:00:00.000000Z", chain, &prev).map(|(l, _)| l.len()))
+        b.iter(|| {
+            buf.clear();
+            seal_rendered_into(&rendered, 42, "2026-11-25T01:00:00.000000Z", chain, &prev, &mut buf).len()
+        })
     });
 }
 

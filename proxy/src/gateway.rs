@@ -312,29 +312,29 @@ impl ProxyHttp for Gateway {
             .collect::<Vec<_>>()
             .join(",");
         let chain = ctx.chain.as_ref();
-        self.state.auditor.record(crate::audit::record::RequestEvent {
-            event: "request".into(),
-            tenant: chain.map(|c| c.tenant.to_string()).unwrap_or_else(|| crate::audit::UNAUTHENTICATED.to_owned()),
-            request_id: ctx.request_id.clone(),
-            agent: chain.map(|c| c.agent().to_owned()),
-            token_cid: chain.map(|c| c.invocation.cid.to_string()),
-            cosigner_cid: ctx.cosigner.as_ref().map(|c| c.0.clone()),
-            approver: ctx.cosigner.as_ref().map(|c| c.1.clone()),
-            route: ctx.route.as_ref().map(|r| r.name.clone()),
-            method: method.to_owned(),
-            path: ctx.path.clone(),
-            decision: decision.to_owned(),
-            reason: reason.to_owned(),
-            policy_ids: ctx.policy_ids.clone(),
+        use std::borrow::Cow::{Borrowed, Owned};
+        let mut audited_redactions: Vec<(std::borrow::Cow<'_, str>, u64)> = counts.by_kind.iter().map(|(k, n)| (Borrowed(*k), *n)).collect();
+        if counts.vault_echoes > 0 {
+            audited_redactions.push((Borrowed("vault_credential"), counts.vault_echoes));
+        }
+        self.state.auditor.record(&crate::audit::record::RequestEvent {
+            event: Borrowed("request"),
+            tenant: Borrowed(chain.map(|c| &*c.tenant).unwrap_or(crate::audit::UNAUTHENTICATED)),
+            request_id: Borrowed(&ctx.request_id),
+            agent: chain.map(|c| Borrowed(c.agent())),
+            token_cid: chain.map(|c| Owned(c.invocation.cid.to_string())),
+            cosigner_cid: ctx.cosigner.as_ref().map(|c| Borrowed(c.0.as_str())),
+            approver: ctx.cosigner.as_ref().map(|c| Borrowed(c.1.as_str())),
+            route: ctx.route.as_ref().map(|r| Borrowed(r.name.as_str())),
+            method: Borrowed(method),
+            path: ctx.path.as_deref().map(Borrowed),
+            decision: Borrowed(decision),
+            reason: Borrowed(reason),
+            policy_ids: Borrowed(&ctx.policy_ids),
             upstream_status: if ctx.refused.is_none() && status > 0 { Some(status) } else { None },
             bytes_in: session.as_downstream().body_bytes_read() as u64,
             bytes_out: session.as_downstream().body_bytes_sent() as u64,
-            redactions: counts
-                .by_kind
-                .iter()
-                .map(|(k, n)| ((*k).to_owned(), *n))
-                .chain((counts.vault_echoes > 0).then(|| ("vault_credential".to_owned(), counts.vault_echoes)))
-                .collect(),
+            redactions: audited_redactions,
             duration_us: elapsed.as_micros() as u64,
             torn_bytes: None,
             torn_file: None,

@@ -1,6 +1,7 @@
 //! The audit chain: one hash-chained, signed, crash-safe receipt per request.
 //!
 //! - [`record`]: the event and root formats, hashing and signing;
+//! - [`canonical`]: an event's canonical JSON, written without intermediates;
 //! - [`writer`]: one writer thread per chain, group commit, recovery;
 //! - [`verify`]: the offline verifier behind `capgate audit verify`.
 //!
@@ -11,10 +12,12 @@
 //! tenant's export holds only its own events. Requests that never identified
 //! a tenant (no route, no or bad token) go to the `_unauthenticated` chain.
 //!
-//! Proxy threads never touch the disk: [`Auditor::record`] is a non-blocking
-//! channel send. Metrics count writes and failures; nothing reads audit
+//! Proxy threads never touch the disk: [`Auditor::record`] renders the
+//! event's canonical JSON into one buffer and sends it on a channel, without
+//! blocking; the writer only stitches in its members, hashes and writes. Metrics count writes and failures; nothing reads audit
 //! payloads for telemetry.
 
+pub mod canonical;
 pub mod record;
 pub mod verify;
 pub mod writer;
@@ -23,7 +26,7 @@ use record::RequestEvent;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use writer::{ChainWriter, Msg, Shared, WriterSettings};
 
@@ -31,7 +34,9 @@ use writer::{ChainWriter, Msg, Shared, WriterSettings};
 pub const UNAUTHENTICATED: &str = "_unauthenticated";
 
 struct Chain {
-    tx: SyncSender<Msg>,
+    /// Unbounded as a channel (its memory follows the backlog); bounded by
+    /// `Shared::pending` against `audit.queue`.
+    tx: Sender<Msg>,
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -83,7 +88,7 @@ impl Auditor {
             let chain_id = format!("{tenant}:{instance}");
             let shared = Arc::new(Shared { unhealthy: AtomicBool::new(false), pending: AtomicUsize::new(0), events: events.clone() });
             let w = ChainWriter::open(chain_dir, chain_id.clone(), settings.clone(), shared.clone())?;
-            let (tx, rx) = sync_channel(settings.channel_capacity);
+            let (tx, rx) = channel();
             let thread = std::thread::Builder::new()
                 .name(format!("audit-{tenant}"))
                 .spawn(move || w.run(rx))
@@ -103,27 +108,26 @@ impl Auditor {
         self.chains.values().all(|c| !c.shared.unhealthy.load(Ordering::Relaxed))
     }
 
-    /// Queue an event without blocking. A full channel marks the chain
-    /// unhealthy (before it is full, at 90 %, so events are not lost).
-    pub fn record(&self, ev: RequestEvent) {
+    /// Render and queue an event without blocking. A queue at 90 % of
+    /// `audit.queue` marks the chain unhealthy (new requests are refused
+    /// before the queue is full, so events are not lost); a full one drops
+    /// the event and says so.
+    pub fn record(&self, ev: &RequestEvent<'_>) {
         if !self.enabled {
             return;
         }
-        let Some(chain) = self.chains.get(&ev.tenant).or_else(|| self.chains.get(UNAUTHENTICATED)) else {
+        let Some(chain) = self.chains.get(&*ev.tenant).or_else(|| self.chains.get(UNAUTHENTICATED)) else {
             return;
         };
         let pending = chain.shared.pending.fetch_add(1, Ordering::Relaxed) + 1;
         if pending * 10 >= self.capacity * 9 {
             chain.shared.unhealthy.store(true, Ordering::Relaxed);
         }
-        match chain.tx.try_send(Msg::Event(Box::new(ev))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                chain.shared.pending.fetch_sub(1, Ordering::Relaxed);
-                chain.shared.unhealthy.store(true, Ordering::Relaxed);
-                chain.shared.events.with_label_values(&["dropped"]).inc();
-                tracing::error!(tenant = %ev_tenant(&self.chains, chain), "audit channel full: event dropped; refusing requests");
-            }
+        if pending > self.capacity || chain.tx.send(Msg::Event(canonical::render(ev))).is_err() {
+            chain.shared.pending.fetch_sub(1, Ordering::Relaxed);
+            chain.shared.unhealthy.store(true, Ordering::Relaxed);
+            chain.shared.events.with_label_values(&["dropped"]).inc();
+            tracing::error!(tenant = %ev_tenant(&self.chains, chain), "audit queue full: event dropped; refusing requests");
         }
     }
 

@@ -12,11 +12,12 @@
 //!   the audit key over `"capgate-audit-root-v1\0" ‖ JCS({chain, seq, head, ts, key})`,
 //!   base64url without padding; `key` is the signer's did:key.
 
+use super::canonical::{render, seal_rendered, Rendered, Seal};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 
 pub const GENESIS_TAG: &[u8] = b"capgate-audit-genesis-v1\0";
 pub const ROOT_TAG: &[u8] = b"capgate-audit-root-v1\0";
@@ -39,36 +40,43 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// What one request left behind. Filled by the pipeline; `seq`, `ts`,
-/// `chain`, `prev` and `hash` are set by the chain writer.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RequestEvent {
+/// What one request left behind. Filled by the pipeline, borrowing what it
+/// can from the request; `seq`, `ts`, `chain`, `prev` and `hash` are set by
+/// the chain writer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestEvent<'a> {
     /// `request` for requests, `torn_tail` for a recovery note.
-    pub event: String,
-    pub tenant: String,
-    pub request_id: String,
-    pub agent: Option<String>,
-    pub token_cid: Option<String>,
-    pub cosigner_cid: Option<String>,
+    pub event: Cow<'a, str>,
+    pub tenant: Cow<'a, str>,
+    pub request_id: Cow<'a, str>,
+    pub agent: Option<Cow<'a, str>>,
+    pub token_cid: Option<Cow<'a, str>>,
+    pub cosigner_cid: Option<Cow<'a, str>>,
     /// The approver DID of the cosigner, when one released the request.
-    pub approver: Option<String>,
-    pub route: Option<String>,
-    pub method: String,
+    pub approver: Option<Cow<'a, str>>,
+    pub route: Option<Cow<'a, str>>,
+    pub method: Cow<'a, str>,
     /// The normalised path without query; null when the path was refused.
-    pub path: Option<String>,
-    pub decision: String,
-    pub reason: String,
-    pub policy_ids: Vec<String>,
+    pub path: Option<Cow<'a, str>>,
+    pub decision: Cow<'a, str>,
+    pub reason: Cow<'a, str>,
+    pub policy_ids: Cow<'a, [String]>,
     pub upstream_status: Option<u16>,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    pub redactions: BTreeMap<String, u64>,
+    /// Redactions by kind; each kind at most once. A JSON object.
+    #[serde(serialize_with = "as_map")]
+    pub redactions: Vec<(Cow<'a, str>, u64)>,
     pub duration_us: u64,
     /// Only on `torn_tail` events: how many bytes were moved aside, and where.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub torn_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub torn_file: Option<String>,
+}
+
+fn as_map<S: serde::Serializer>(entries: &[(Cow<'_, str>, u64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(entries.iter().map(|(k, v)| (k, v)))
 }
 
 /// Canonical bytes of a JSON object without its `hash` field.
@@ -87,34 +95,40 @@ pub fn event_hash(obj: &Map<String, Value>) -> Result<String, String> {
     Ok(hex(&h.finalize()))
 }
 
-/// Build the full event line (seq, ts, chain, prev, hash added).
+/// Append the full event line (seq, ts, chain, prev, hash added, and a
+/// newline) to `out`, and return the event's hash.
 ///
-/// The event is canonicalised once: the line is those canonical bytes with
-/// `"hash"` appended as the last member (the line itself need not be
-/// canonical; the verifier re-canonicalises without `hash`).
-pub fn seal_event(ev: &RequestEvent, seq: u64, ts: &str, chain: &str, prev: &str) -> Result<(String, String), String> {
-    /// The event plus what the writer adds, serialised in one pass (the
-    /// canonicaliser orders the members).
-    #[derive(Serialize)]
-    struct Sealed<'a> {
-        #[serde(flatten)]
-        ev: &'a RequestEvent,
-        seq: u64,
-        ts: &'a str,
-        chain: &'a str,
-        prev: &'a str,
-    }
-    let canonical = serde_jcs::to_vec(&Sealed { ev, seq, ts, chain, prev }).map_err(|e| e.to_string())?;
+/// The event was canonicalised once, on the proxy thread (see
+/// [`super::canonical`]): the line is its canonical bytes with the writer's
+/// members stitched in and `"hash"` appended as the last member (the line
+/// itself need not be canonical; the verifier re-canonicalises without
+/// `hash`).
+pub fn seal_rendered_into(ev: &Rendered, seq: u64, ts: &str, chain: &str, prev: &str, out: &mut Vec<u8>) -> String {
+    let start = out.len();
+    seal_rendered(ev, &Seal { seq, ts, chain, prev }, out);
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
-    h.update(&canonical);
+    h.update(&out[start..]);
     let hash = hex(&h.finalize());
-    let body = canonical.strip_suffix(b"}").ok_or("canonical event is not an object")?;
-    let mut line = String::with_capacity(canonical.len() + hash.len() + 10);
-    line.push_str(std::str::from_utf8(body).map_err(|e| e.to_string())?);
-    line.push_str(",\"hash\":\"");
-    line.push_str(&hash);
-    line.push_str("\"}");
+    // The canonical bytes end with the object's `}`: the hash goes before it.
+    out.pop();
+    out.extend_from_slice(b",\"hash\":\"");
+    out.extend_from_slice(hash.as_bytes());
+    out.extend_from_slice(b"\"}\n");
+    hash
+}
+
+/// [`render`] then [`seal_rendered_into`].
+pub fn seal_event_into(ev: &RequestEvent<'_>, seq: u64, ts: &str, chain: &str, prev: &str, out: &mut Vec<u8>) -> String {
+    seal_rendered_into(&render(ev), seq, ts, chain, prev, out)
+}
+
+/// The full event line (without newline) and its hash.
+pub fn seal_event(ev: &RequestEvent<'_>, seq: u64, ts: &str, chain: &str, prev: &str) -> Result<(String, String), String> {
+    let mut out = Vec::with_capacity(768);
+    let hash = seal_event_into(ev, seq, ts, chain, prev, &mut out);
+    out.pop();
+    let line = String::from_utf8(out).map_err(|e| e.to_string())?;
     Ok((line, hash))
 }
 

@@ -252,7 +252,7 @@ mod tests {
         let mut lines = Vec::new();
         let mut roots = String::new();
         for seq in 1..=n {
-            let ev = RequestEvent { event: "request".into(), tenant: "acme".into(), request_id: format!("r{seq}"), ..Default::default() };
+            let ev = RequestEvent { event: "request".into(), tenant: "acme".into(), request_id: format!("r{seq}").into(), ..Default::default() };
             let (line, hash) = seal_event(&ev, seq, "2026-01-01T00:00:00.000000Z", chain, &prev).expect("seal");
             prev = hash.clone();
             lines.push(line);

@@ -14,7 +14,8 @@
 //!   retry succeeds. Unwritten events are kept and retried, never dropped
 //!   silently.
 
-use super::record::{genesis, rfc3339_now, seal_event, RequestEvent, Root};
+use super::canonical::{render, Rendered};
+use super::record::{genesis, rfc3339_now, seal_rendered_into, RequestEvent, Root};
 use ed25519_dalek::SigningKey;
 use prometheus::IntCounterVec;
 use std::fs::{File, OpenOptions};
@@ -38,7 +39,8 @@ pub struct WriterSettings {
 }
 
 pub enum Msg {
-    Event(Box<RequestEvent>),
+    /// An event rendered on the proxy thread (see [`super::canonical`]).
+    Event(Rendered),
     Shutdown,
 }
 
@@ -64,7 +66,9 @@ pub struct ChainWriter {
     settings: WriterSettings,
     shared: Arc<Shared>,
     /// Events accepted but not yet durable.
-    batch: Vec<RequestEvent>,
+    batch: Vec<Rendered>,
+    /// The segment bytes of one commit, reused.
+    buf: Vec<u8>,
 }
 
 fn segment_name(i: u32) -> String {
@@ -211,6 +215,7 @@ impl ChainWriter {
             settings,
             shared,
             batch: Vec::new(),
+            buf: Vec::new(),
         };
         std::mem::swap(&mut w.seq, &mut seq);
         std::mem::swap(&mut w.head, &mut head);
@@ -230,7 +235,7 @@ impl ChainWriter {
                 torn_file: Some(name),
                 ..Default::default()
             };
-            w.batch.push(note);
+            w.batch.push(render(&note));
             w.commit()?;
         }
         Ok(w)
@@ -251,22 +256,22 @@ impl ChainWriter {
         if on_disk.ok() != Some(self.seg_id) {
             return Err(format!("{} was removed or replaced", seg_path.display()));
         }
-        let mut buf = Vec::with_capacity(self.batch.len() * 512);
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
         let (mut seq, mut head) = (self.seq, self.head.clone());
         let ts = rfc3339_now();
         for ev in &self.batch {
-            let (line, hash) = seal_event(ev, seq + 1, &ts, &self.chain, &head)?;
-            buf.extend_from_slice(line.as_bytes());
-            buf.push(b'\n');
+            head = seal_rendered_into(ev, seq + 1, &ts, &self.chain, &head, &mut buf);
             seq += 1;
-            head = hash;
         }
         let res = self.seg.write_all(&buf).and_then(|_| self.seg.sync_data());
+        let written = buf.len() as u64;
+        self.buf = buf;
         if let Err(e) = res {
             let _ = self.seg.set_len(self.seg_len);
             return Err(format!("write {}: {e}", seg_path.display()));
         }
-        self.seg_len += buf.len() as u64;
+        self.seg_len += written;
         self.shared.events.with_label_values(&["written"]).inc_by(self.batch.len() as u64);
         self.batch.clear();
         self.seq = seq;
@@ -335,7 +340,7 @@ impl ChainWriter {
                 match rx.try_recv() {
                     Ok(Msg::Event(ev)) => {
                         self.shared.pending.fetch_sub(1, Ordering::Relaxed);
-                        self.batch.push(*ev);
+                        self.batch.push(ev);
                         if self.batch.len() >= self.settings.commit_events {
                             self.try_commit();
                         }
