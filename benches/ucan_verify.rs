@@ -1,12 +1,16 @@
 //! UCAN verification (criterion): chains of 1–3 links, uncached (a fresh
-//! verifier per iteration batch) and cached (the same invocation again).
+//! verifier per iteration batch), cached (the same invocation again), and a
+//! fresh invocation on known proofs (the replay-protected case); then the
+//! parts of one uncached verification.
 //! Run with `cargo bench --bench ucan_verify`.
 
-use capgate_filters::ucan::did::did_key;
+use capgate_filters::ucan::did::{did_key, parse_did_key};
+use capgate_filters::ucan::token::parse_jwt;
+use capgate_filters::ucan::Cid;
 use capgate_filters::ucan::mint::{mint, MintSpec};
 use capgate_filters::ucan::{Verifier, VerifierConfig};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signer, SigningKey};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -65,14 +69,36 @@ fn bench(c: &mut Criterion) {
     for links in 1..=3 {
         let (inv, ucans, cfg) = chain(links);
         g.bench_function(BenchmarkId::new("uncached", format!("{links}-link")), |b| {
-            b.iter_batched(|| Verifier::new(cfg.clone()), |v| v.verify(&inv, Some(&ucans), NOW).map(|x| x.cache_hit), BatchSize::SmallInput)
+            b.iter_batched_ref(|| Verifier::new(cfg.clone()), |v| v.verify(&inv, Some(&ucans), NOW).map(|x| x.cache_hit), BatchSize::SmallInput)
         });
         let v = Verifier::new(cfg.clone());
         assert!(v.verify(&inv, Some(&ucans), NOW).is_ok(), "{links}-link chain verifies");
         g.bench_function(BenchmarkId::new("cached", format!("{links}-link")), |b| {
             b.iter(|| v.verify(&inv, Some(&ucans), NOW).map(|x| x.cache_hit))
         });
+        // A fresh invocation per request (replay protection on: invocations
+        // are never cached): its proofs and its issuer's key are known, its
+        // own signature is checked.
+        let v = Verifier::new(VerifierConfig { replay_protection: true, ..cfg.clone() });
+        assert!(v.verify(&inv, Some(&ucans), NOW).is_ok_and(|x| !x.cache_hit));
+        g.bench_function(BenchmarkId::new("fresh-invocation", format!("{links}-link")), |b| {
+            b.iter(|| v.verify(&inv, Some(&ucans), NOW).map(|x| x.cache_hit))
+        });
     }
+    g.finish();
+
+    // Where an uncached 1-link verification goes.
+    let mut g = c.benchmark_group("ucan_verify_parts");
+    let (inv, _, _) = chain(1);
+    let signer = key(2);
+    let did = did_key(&signer.verifying_key());
+    let vk = signer.verifying_key();
+    let msg = &inv.as_bytes()[..inv.rfind('.').unwrap_or(0)];
+    let sig = signer.sign(msg);
+    g.bench_function("cid", |b| b.iter(|| Cid::of(inv.as_bytes())));
+    g.bench_function("parse_did_key", |b| b.iter(|| parse_did_key(&did).is_ok()));
+    g.bench_function("ed25519_verify_strict", |b| b.iter(|| vk.verify_strict(msg, &sig).is_ok()));
+    g.bench_function("parse_jwt (all of the above, decoding)", |b| b.iter(|| parse_jwt(&inv).is_ok()));
     g.finish();
 }
 

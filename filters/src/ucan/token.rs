@@ -17,7 +17,7 @@
 use super::b64;
 use super::capability::{Capability, CapabilityError};
 use super::cid::Cid;
-use super::did::parse_did_key;
+use super::did::{parse_did_key, DidError, KeyCache};
 use super::Reason;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::de::{self, MapAccess, Visitor};
@@ -181,6 +181,11 @@ pub fn parse_jwt(jwt: &str) -> Result<Token, TokenError> {
 
 /// [`parse_jwt`] for a caller that has already computed the token's CID.
 pub fn parse_jwt_with_cid(jwt: &str, cid: Cid) -> Result<Token, TokenError> {
+    parse_jwt_keyed(jwt, cid, None)
+}
+
+/// [`parse_jwt_with_cid`], decoding the issuer's `did:key` through `keys`.
+pub fn parse_jwt_keyed(jwt: &str, cid: Cid, keys: Option<&KeyCache>) -> Result<Token, TokenError> {
     if jwt.len() > MAX_TOKEN_LEN {
         return Err(malformed("the token is too large"));
     }
@@ -250,8 +255,12 @@ pub fn parse_jwt_with_cid(jwt: &str, cid: Cid) -> Result<Token, TokenError> {
             return Err(malformed("nbf is after exp"));
         }
     }
-    let issuer_key: VerifyingKey = parse_did_key(&iss).map_err(|e| match e {
-        super::did::DidError::UnsupportedKeyType(_) => TokenError::new(Reason::BadSignature, "the issuer is not an Ed25519 did:key"),
+    let issuer_key: Result<VerifyingKey, DidError> = match keys {
+        Some(cache) => cache.parse(&iss),
+        None => parse_did_key(&iss),
+    };
+    let issuer_key = issuer_key.map_err(|e| match e {
+        DidError::UnsupportedKeyType(_) => TokenError::new(Reason::BadSignature, "the issuer is not an Ed25519 did:key"),
         _ => malformed("the issuer is not a valid did:key"),
     })?;
     if !aud.starts_with("did:") {

@@ -8,6 +8,8 @@
 //!   cached: a second use is refused as a replay anyway, and caching every
 //!   fresh invocation would only spend memory and insert time.
 //!
+//! A third cache keeps decoded issuer `did:key`s (see [`KeyCache`]).
+//!
 //! Only tokens of chains that verified are cached (so nobody can fill the
 //! cache with self-signed junk), for at most [`MAX_CACHE_TTL`]. A hit still runs the time checks on every
 //! request; replay is checked by [`Verifier::consume_nonce`] and revocation by
@@ -16,7 +18,8 @@
 use super::chain::{verify_chain, Clock, ProofPool, TokenSource, VerifiedChain};
 use super::cid::Cid;
 use super::replay::ReplayGuard;
-use super::token::{parse_jwt_with_cid, Token, TokenError};
+use super::did::KeyCache;
+use super::token::{parse_jwt_keyed, Token, TokenError};
 use super::Reason;
 use moka::sync::Cache;
 use std::collections::HashMap;
@@ -68,6 +71,9 @@ pub struct Verifier {
     cfg: VerifierConfig,
     tokens: Cache<Cid, Ttl<Arc<Token>>>,
     chains: Cache<Cid, Ttl<Arc<VerifiedChain>>>,
+    /// Decoded issuer keys: with a fresh invocation per request the token
+    /// caches miss, but the agent's key is the same every time.
+    keys: KeyCache,
     replay: ReplayGuard,
 }
 
@@ -80,7 +86,7 @@ impl TokenSource for CachedSource<'_> {
         if let Some(t) = self.v.tokens.get(&cid) {
             return Ok(t.0);
         }
-        Ok(Arc::new(parse_jwt_with_cid(jwt, cid)?))
+        Ok(Arc::new(parse_jwt_keyed(jwt, cid, Some(&self.v.keys))?))
     }
 }
 
@@ -90,6 +96,7 @@ impl Verifier {
         Verifier {
             tokens: Cache::builder().max_capacity(cap).expire_after(UntilExpiry).build(),
             chains: Cache::builder().max_capacity(cap).expire_after(UntilExpiry).build(),
+            keys: KeyCache::new(cap),
             replay: ReplayGuard::new(),
             cfg,
         }
