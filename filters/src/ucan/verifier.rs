@@ -8,9 +8,11 @@
 //!   cached: a second use is refused as a replay anyway, and caching every
 //!   fresh invocation would only spend memory and insert time.
 //!
-//! A third cache keeps decoded issuer `did:key`s (see [`KeyCache`]).
+//! A third cache keeps decoded issuer `did:key`s (see [`KeyCache`]). It is
+//! filled before a signature is checked, since it holds only a pure decoding
+//! of the DID string and grants nothing; junk can only evict entries.
 //!
-//! Only tokens of chains that verified are cached (so nobody can fill the
+//! Only tokens of chains that verified go in the token and chain caches (so nobody can fill the
 //! cache with self-signed junk), for at most [`MAX_CACHE_TTL`]. A hit still runs the time checks on every
 //! request; replay is checked by [`Verifier::consume_nonce`] and revocation by
 //! the caller, on every request, cached or not.

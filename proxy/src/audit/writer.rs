@@ -1,4 +1,5 @@
-//! One chain's writer: a dedicated thread fed by a bounded channel.
+//! One chain's writer: a dedicated thread fed by a channel that
+//! `Audit::record` bounds with the `pending` count against `audit.queue`.
 //!
 //! - Group commit: every `commit_interval` the writer drains its channel and
 //!   writes and `fdatasync`s the events, in groups of at most `commit_events`.
@@ -9,10 +10,12 @@
 //!   recorded as a `torn_tail` event, so the chain stays verifiable and the
 //!   truncation is on the record.
 //! - Any failure to persist (I/O error, the segment replaced or removed
-//!   underneath, the channel filling up) marks the chain unhealthy; the
+//!   underneath, the queue reaching 90 % of `audit.queue`) marks the chain unhealthy; the
 //!   gateway then refuses new requests with `503 audit_unavailable` until a
 //!   retry succeeds. Unwritten events are kept and retried, never dropped
-//!   silently.
+//!   silently. While commits fail the writer holds at most one group
+//!   (`commit_events`) and leaves the rest queued, so the backlog stays
+//!   within `audit.queue` and beyond it events are dropped and counted.
 
 use super::canonical::{render, Rendered};
 use super::record::{genesis, rfc3339_now, seal_rendered_into, RequestEvent, Root};
@@ -343,6 +346,14 @@ impl ChainWriter {
                         self.batch.push(ev);
                         if self.batch.len() >= self.settings.commit_events {
                             self.try_commit();
+                            if !self.batch.is_empty() {
+                                // Cannot persist: leave the rest in the channel,
+                                // where `pending` counts it against `audit.queue`,
+                                // so the backlog stays bounded and a full queue
+                                // drops (and counts) events instead of growing
+                                // this batch; retry at the next interval.
+                                break;
+                            }
                         }
                     }
                     Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => {
