@@ -104,7 +104,7 @@ pub struct AuthzDecision {
 /// A validated policy set with its schema, ready to evaluate.
 pub struct PolicyEngine {
     schema: Schema,
-    policies: PolicySet,
+    /// Owns the policy set (see [`PolicySlicer::full`]).
     pub(crate) slicer: PolicySlicer,
     authorizer: Authorizer,
     reasons: HashMap<String, String>,
@@ -169,8 +169,8 @@ impl PolicyEngine {
         }
         let reasons = policies.policies().filter_map(|p| p.annotation("reason").map(|r| (p.id().to_string(), r.to_owned()))).collect();
         let decisions = DecisionCache::new(&policies, DECISION_CACHE_ENTRIES);
-        let slicer = PolicySlicer::new(&policies, &schema);
-        Ok(PolicyEngine { schema, policies, slicer, authorizer: Authorizer::new(), reasons, types: Types::new(), decisions })
+        let slicer = PolicySlicer::new(policies, &schema);
+        Ok(PolicyEngine { schema, slicer, authorizer: Authorizer::new(), reasons, types: Types::new(), decisions })
     }
 
     /// Parse schema and policy sources and build an engine.
@@ -189,7 +189,7 @@ impl PolicyEngine {
 
     /// Number of policies.
     pub fn len(&self) -> usize {
-        self.policies.policies().count()
+        self.slicer.full().policies().count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -281,7 +281,7 @@ impl PolicyEngine {
     /// Decide by evaluating every policy of the set, without slicing: the
     /// reference that slicing must agree with (tests and benches).
     pub fn evaluate_unsliced(&self, r: &AuthzRequest<'_>) -> AuthzDecision {
-        self.evaluate_with(r, &self.policies)
+        self.evaluate_with(r, self.slicer.full())
     }
 
     fn evaluate_with(&self, r: &AuthzRequest<'_>, policies: &PolicySet) -> AuthzDecision {

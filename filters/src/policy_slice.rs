@@ -40,8 +40,11 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Policy sets kept per distinct selection.
-const SUBSET_CACHE_ENTRIES: u64 = 4_096;
+/// The policy sets built for distinct selections are kept up to this many
+/// policies in all (each entry weighs its length: every policy of a subset
+/// is a clone, with its source text), so the cache's memory does not grow
+/// with the size of the set times the number of selections.
+const SUBSET_CACHE_POLICIES: u64 = 32_768;
 
 /// A string fact of a request, as the entities and context carry it.
 /// The order is the key preference: earlier facts are more selective.
@@ -386,7 +389,10 @@ pub struct SliceStats {
 }
 
 impl PolicySlicer {
-    pub fn new(set: &PolicySet, schema: &Schema) -> PolicySlicer {
+    /// File `set` for slicing. Only sound for a set that passed strict
+    /// validation against `schema` (the atoms rely on the attributes'
+    /// declared types), which is why only the engine builds one.
+    pub(crate) fn new(set: PolicySet, schema: &Schema) -> PolicySlicer {
         let action_groups = schema.action_groups().next().is_some();
         let policies: Vec<Policy> = set.policies().cloned().collect();
         let mut guards = Vec::with_capacity(policies.len());
@@ -413,13 +419,16 @@ impl PolicySlicer {
             guards.push(guard);
         }
         PolicySlicer {
-            full: Arc::new(set.clone()),
+            full: Arc::new(set),
             policies,
             guards,
             unkeyed,
             keyed,
             never,
-            subsets: Cache::new(SUBSET_CACHE_ENTRIES),
+            subsets: Cache::builder()
+                .max_capacity(SUBSET_CACHE_POLICIES)
+                .weigher(|k: &Box<[u32]>, _: &Arc<PolicySet>| u32::try_from(k.len()).unwrap_or(u32::MAX).max(1))
+                .build(),
         }
     }
 
@@ -525,7 +534,7 @@ mod tests {
 
     fn slicer(src: &str) -> PolicySlicer {
         let schema = parse_schema(SCHEMA).expect("schema");
-        PolicySlicer::new(&PolicySet::from_str(src).expect("parses"), &schema)
+        PolicySlicer::new(PolicySet::from_str(src).expect("parses"), &schema)
     }
 
     fn guard(src: &str) -> Vec<Atom> {
