@@ -14,8 +14,9 @@
 //!
 //! Proxy threads never touch the disk: [`Auditor::record`] renders the
 //! event's canonical JSON into one buffer and sends it on a channel, without
-//! blocking; the writer only stitches in its members, hashes and writes. Metrics count writes and failures; nothing reads audit
-//! payloads for telemetry.
+//! blocking; the writer only stitches in its members, hashes and writes.
+//! Metrics count writes and failures; nothing reads audit payloads for
+//! telemetry.
 
 pub mod canonical;
 pub mod record;

@@ -12,7 +12,7 @@
 //!   the audit key over `"capgate-audit-root-v1\0" ‖ JCS({chain, seq, head, ts, key})`,
 //!   base64url without padding; `key` is the signer's did:key.
 
-use super::canonical::{render, seal_rendered, Rendered, Seal};
+use super::canonical::{seal_rendered, Rendered, Seal};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -118,18 +118,14 @@ pub fn seal_rendered_into(ev: &Rendered, seq: u64, ts: &str, chain: &str, prev: 
     hash
 }
 
-/// [`render`] then [`seal_rendered_into`].
-pub fn seal_event_into(ev: &RequestEvent<'_>, seq: u64, ts: &str, chain: &str, prev: &str, out: &mut Vec<u8>) -> String {
-    seal_rendered_into(&render(ev), seq, ts, chain, prev, out)
-}
-
-/// The full event line (without newline) and its hash.
-pub fn seal_event(ev: &RequestEvent<'_>, seq: u64, ts: &str, chain: &str, prev: &str) -> Result<(String, String), String> {
+/// The full event line (without newline) and its hash, from an event not
+/// yet rendered (tests).
+#[cfg(test)]
+pub fn seal_event(ev: &RequestEvent<'_>, seq: u64, ts: &str, chain: &str, prev: &str) -> (String, String) {
     let mut out = Vec::with_capacity(768);
-    let hash = seal_event_into(ev, seq, ts, chain, prev, &mut out);
+    let hash = seal_rendered_into(&super::canonical::render(ev), seq, ts, chain, prev, &mut out);
     out.pop();
-    let line = String::from_utf8(out).map_err(|e| e.to_string())?;
-    Ok((line, hash))
+    (String::from_utf8(out).expect("canonical JSON is UTF-8"), hash)
 }
 
 /// A signed root.
@@ -213,7 +209,7 @@ mod tests {
     #[test]
     fn hash_covers_every_field_and_roots_verify() {
         let ev = RequestEvent { event: "request".into(), tenant: "acme".into(), ..Default::default() };
-        let (line, hash) = seal_event(&ev, 1, "2026-01-01T00:00:00.000000Z", "acme:i", &genesis("acme:i")).expect("seal");
+        let (line, hash) = seal_event(&ev, 1, "2026-01-01T00:00:00.000000Z", "acme:i", &genesis("acme:i"));
         let mut obj: Map<String, Value> = serde_json::from_str(&line).expect("json");
         assert_eq!(event_hash(&obj).expect("hash"), hash);
         obj.insert("extra".into(), Value::from(1));
