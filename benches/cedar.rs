@@ -49,9 +49,7 @@ fn bench(c: &mut Criterion) {
         assert!(e.authorize(&req).allowed, "the request is allowed with {n} policies");
         assert_eq!(e.evaluate(&req), e.evaluate_unsliced(&req));
         g.bench_function(BenchmarkId::new("evaluate", format!("{n}_policies")), |b| b.iter(|| e.evaluate(&req).allowed));
-        g.bench_function(BenchmarkId::new("evaluate_unsliced", format!("{n}_policies")), |b| {
-            b.iter(|| e.evaluate_unsliced(&req).allowed)
-        });
+        g.bench_function(BenchmarkId::new("evaluate_unsliced", format!("{n}_policies")), |b| b.iter(|| e.evaluate_unsliced(&req).allowed));
         if n == 10 {
             g.bench_function("inputs", |b| b.iter(|| e.cedar_inputs(&req).is_ok()));
         }

@@ -5,9 +5,9 @@
 //! Run with `cargo bench --bench ucan_verify`.
 
 use capgate_filters::ucan::did::{did_key, parse_did_key};
+use capgate_filters::ucan::mint::{mint, MintSpec};
 use capgate_filters::ucan::token::parse_jwt;
 use capgate_filters::ucan::Cid;
-use capgate_filters::ucan::mint::{mint, MintSpec};
 use capgate_filters::ucan::{Verifier, VerifierConfig};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use ed25519_dalek::{Signer, SigningKey};
@@ -69,7 +69,11 @@ fn bench(c: &mut Criterion) {
     for links in 1..=3 {
         let (inv, ucans, cfg) = chain(links);
         g.bench_function(BenchmarkId::new("uncached", format!("{links}-link")), |b| {
-            b.iter_batched_ref(|| Verifier::new(cfg.clone()), |v| v.verify(&inv, Some(&ucans), NOW).map(|x| x.cache_hit), BatchSize::SmallInput)
+            b.iter_batched_ref(
+                || Verifier::new(cfg.clone()),
+                |v| v.verify(&inv, Some(&ucans), NOW).map(|x| x.cache_hit),
+                BatchSize::SmallInput,
+            )
         });
         let v = Verifier::new(cfg.clone());
         assert!(v.verify(&inv, Some(&ucans), NOW).is_ok(), "{links}-link chain verifies");

@@ -123,7 +123,11 @@ impl StrTest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Atom {
     /// `expected == (test holds on the fact)`.
-    Str { fact: Fact, test: StrTest, expected: bool },
+    Str {
+        fact: Fact,
+        test: StrTest,
+        expected: bool,
+    },
     Cosigned(bool),
     /// A scope that no request built by capgate can satisfy.
     Never,
@@ -558,7 +562,9 @@ mod tests {
             vec![eq(Fact::Agent, "did:x"), eq(Fact::Url, "https://h/p")]
         );
         assert_eq!(
-            guard(r#"forbid(principal is Agent in Tenant::"t", action in [Action::"http/PUT", Action::"http/POST"], resource is Endpoint in Route::"r");"#),
+            guard(
+                r#"forbid(principal is Agent in Tenant::"t", action in [Action::"http/PUT", Action::"http/POST"], resource is Endpoint in Route::"r");"#
+            ),
             vec![
                 eq(Fact::Tenant, "t"),
                 Atom::Str { fact: Fact::Method, test: StrTest::OneOf(vec!["PUT".into(), "POST".into()].into()), expected: true },
@@ -595,7 +601,9 @@ mod tests {
         );
         // An `unless` that is not a single atom stops the walk.
         assert_eq!(
-            guard(r#"forbid(principal, action, resource) unless { context.cosigned && context.route == "x" } when { context.route == "gh" };"#),
+            guard(
+                r#"forbid(principal, action, resource) unless { context.cosigned && context.route == "x" } when { context.route == "gh" };"#
+            ),
             vec![]
         );
         // `||` is not an atom.
@@ -679,7 +687,9 @@ mod tests {
         ];
         let pattern_chars = ["a", "b", "/", "*", "\\*", "é"];
         let path_chars = ["a", "b", "/", "*", "é"];
-        let random_pattern = |rng: &mut StdRng| -> String { (0..rng.gen_range(0..5)).map(|_| pattern_chars[rng.gen_range(0..pattern_chars.len())]).collect() };
+        let random_pattern = |rng: &mut StdRng| -> String {
+            (0..rng.gen_range(0..5)).map(|_| pattern_chars[rng.gen_range(0..pattern_chars.len())]).collect()
+        };
         let random_policy = |rng: &mut StdRng| -> String {
             let mut text = format!(
                 "{} ({}, {}, {})",
@@ -752,7 +762,10 @@ mod tests {
             }
         }
         assert!(valid >= 1000, "only {valid} random policies validated");
-        assert!(skipped > 10_000 && decided_by > 5_000 && errored > 500, "coverage: {skipped} skipped, {decided_by} decided, {errored} errors");
+        assert!(
+            skipped > 10_000 && decided_by > 5_000 && errored > 500,
+            "coverage: {skipped} skipped, {decided_by} decided, {errored} errors"
+        );
         // Sets of 25: the index and the subset cache together.
         for chunk in pool.chunks(25).take(40) {
             let text = chunk.join("\n");

@@ -313,7 +313,8 @@ impl ProxyHttp for Gateway {
             .join(",");
         let chain = ctx.chain.as_ref();
         use std::borrow::Cow::{Borrowed, Owned};
-        let mut audited_redactions: Vec<(std::borrow::Cow<'_, str>, u64)> = counts.by_kind.iter().map(|(k, n)| (Borrowed(*k), *n)).collect();
+        let mut audited_redactions: Vec<(std::borrow::Cow<'_, str>, u64)> =
+            counts.by_kind.iter().map(|(k, n)| (Borrowed(*k), *n)).collect();
         if counts.vault_echoes > 0 {
             audited_redactions.push((Borrowed("vault_credential"), counts.vault_echoes));
         }

@@ -19,8 +19,8 @@
 
 use super::chain::{verify_chain, Clock, ProofPool, TokenSource, VerifiedChain};
 use super::cid::Cid;
-use super::replay::ReplayGuard;
 use super::did::KeyCache;
+use super::replay::ReplayGuard;
 use super::token::{parse_jwt_keyed, Token, TokenError};
 use super::Reason;
 use moka::sync::Cache;

@@ -15,9 +15,9 @@
 use super::canonical::{seal_rendered, Rendered, Seal};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 pub const GENESIS_TAG: &[u8] = b"capgate-audit-genesis-v1\0";
 pub const ROOT_TAG: &[u8] = b"capgate-audit-root-v1\0";

@@ -252,7 +252,8 @@ mod tests {
         let mut lines = Vec::new();
         let mut roots = String::new();
         for seq in 1..=n {
-            let ev = RequestEvent { event: "request".into(), tenant: "acme".into(), request_id: format!("r{seq}").into(), ..Default::default() };
+            let ev =
+                RequestEvent { event: "request".into(), tenant: "acme".into(), request_id: format!("r{seq}").into(), ..Default::default() };
             let (line, hash) = seal_event(&ev, seq, "2026-01-01T00:00:00.000000Z", chain, &prev);
             prev = hash.clone();
             lines.push(line);
@@ -315,8 +316,7 @@ mod tests {
                 // A forged event with a correct hash and link, claiming seq 3.
                 let prev: Value = serde_json::from_str(&l[1]).expect("json");
                 let ev = RequestEvent { event: "request".into(), tenant: "acme".into(), request_id: "forged".into(), ..Default::default() };
-                let (forged, _) =
-                    seal_event(&ev, 3, "2026-01-01T00:00:00.000000Z", "acme:i1", prev["hash"].as_str().expect("hash"));
+                let (forged, _) = seal_event(&ev, 3, "2026-01-01T00:00:00.000000Z", "acme:i1", prev["hash"].as_str().expect("hash"));
                 l.insert(2, forged);
             },
             "inserted",
