@@ -259,10 +259,13 @@ class Bench:
         return json.loads(out.strip().splitlines()[-1])
 
 
+THROUGHPUT_TARGETS = ("direct", "nginx", "passthrough", "capgate-reused", "capgate-reused-noaudit", "capgate-fresh")
+
+
 def throughput(b):
     a = b.a
     pool = a.pool or 20000 * a.duration
-    names = ("direct", "nginx", "passthrough", "capgate-reused", "capgate-reused-noaudit", "capgate-fresh")
+    names = THROUGHPUT_TARGETS
     only = [t.strip() for t in a.targets.split(",") if t.strip()]
     results = {k: [] for k in names if not only or k in only}
     for rnd in range(a.rounds):
@@ -439,6 +442,11 @@ def main():
     ap.add_argument("--soak-rate", type=int, default=1000)
     ap.add_argument("--targets", default="", help="throughput mode: only these targets, comma-separated (a partial run is printed, RESULTS.md is kept)")
     a = ap.parse_args()
+    if a.targets:
+        known = THROUGHPUT_TARGETS
+        unknown = [t for t in (x.strip() for x in a.targets.split(",")) if t and t not in known]
+        if unknown or a.modes.replace(" ", "") != "throughput":
+            ap.error(f"--targets takes targets of {', '.join(known)} (unknown: {', '.join(unknown) or 'none'}) and needs --modes throughput")
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
