@@ -429,9 +429,9 @@ impl PolicySlicer {
             unkeyed,
             keyed,
             never,
-            subsets: Cache::builder()
+            subsets: Cache::<Box<[u32]>, Arc<PolicySet>>::builder()
                 .max_capacity(SUBSET_CACHE_POLICIES)
-                .weigher(|k: &Box<[u32]>, _: &Arc<PolicySet>| u32::try_from(k.len()).unwrap_or(u32::MAX).max(1))
+                .weigher(|k, _| u32::try_from(k.len()).unwrap_or(u32::MAX).max(1))
                 .build(),
         }
     }
