@@ -24,7 +24,7 @@ pub struct Metrics {
     pub invisible_removed: IntCounter,
     /// `capgate_response_bodies_total{handling}`: sanitized, binary_pass, binary_blocked, unsanitizable.
     pub bodies: IntCounterVec,
-    /// `capgate_audit_events_total{result}`: written, failed (a commit that failed), dropped.
+    /// `capgate_audit_events_total{result}`: written, failed (a commit that failed), dropped (queue full), lost (unwritten at shutdown).
     pub audit_events: IntCounterVec,
     /// `capgate_audit_healthy`: 1 while every chain persists, 0 while requests are refused.
     pub audit_healthy: IntGauge,
@@ -86,7 +86,7 @@ impl Metrics {
         registry.register(Box::new(invisible_removed.clone()))?;
         registry.register(Box::new(bodies.clone()))?;
         let audit_events = IntCounterVec::new(
-            Opts::new("capgate_audit_events_total", "Audit events by result: written, failed (commit attempts that failed), dropped."),
+            Opts::new("capgate_audit_events_total", "Audit events by result: written, failed (commit attempts that failed), dropped (queue full), lost (unwritten at shutdown)."),
             &["result"],
         )?;
         let audit_healthy = IntGauge::new("capgate_audit_healthy", "1 while the audit chains persist; 0 while requests are refused.")?;

@@ -87,7 +87,7 @@ impl Auditor {
         for tenant in all {
             let chain_dir: PathBuf = dir.join(tenant).join(instance);
             let chain_id = format!("{tenant}:{instance}");
-            let shared = Arc::new(Shared { unhealthy: AtomicBool::new(false), pending: AtomicUsize::new(0), events: events.clone() });
+            let shared = Arc::new(Shared { unhealthy: AtomicBool::new(false), pending: AtomicUsize::new(0), stopping: AtomicBool::new(false), events: events.clone() });
             let w = ChainWriter::open(chain_dir, chain_id.clone(), settings.clone(), shared.clone())?;
             let (tx, rx) = channel();
             let thread = std::thread::Builder::new()
@@ -135,6 +135,7 @@ impl Auditor {
     /// Flush every chain, write final roots and stop the writers.
     pub fn shutdown(&self) {
         for c in self.chains.values() {
+            c.shared.stopping.store(true, Ordering::Relaxed);
             let _ = c.tx.send(Msg::Shutdown);
         }
         for c in self.chains.values() {
@@ -147,4 +148,81 @@ impl Auditor {
 
 fn ev_tenant<'a>(chains: &'a HashMap<String, Chain>, c: &Chain) -> &'a str {
     chains.iter().find(|(_, v)| std::ptr::eq(*v, c)).map(|(k, _)| k.as_str()).unwrap_or("?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn event() -> RequestEvent<'static> {
+        RequestEvent { event: "request".into(), tenant: "acme".into(), method: "GET".into(), decision: "allow".into(), ..Default::default() }
+    }
+
+    fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A chain whose files vanish underneath its writer: the backlog stays
+    /// within `audit.queue` however long the failure lasts (the writer takes
+    /// one group, not one more event per retry), everything beyond it is
+    /// dropped and counted, and shutdown does not wait for the disk.
+    #[test]
+    fn a_failing_chain_keeps_its_backlog_within_the_queue_and_still_shuts_down() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (capacity, group) = (64, 4);
+        let settings = WriterSettings {
+            commit_interval: Duration::from_millis(1),
+            commit_events: group,
+            segment_bytes: 1 << 20,
+            root_interval: Duration::from_secs(3600),
+            channel_capacity: capacity,
+            signing_key: Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
+        };
+        let events = prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["result"]).expect("counter");
+        let count = |r: &str| events.with_label_values(&[r]).get() as usize;
+        let a = Auditor::open(dir.path(), "i1", &["acme".to_owned()], settings, events.clone()).expect("open");
+        let chain = &a.chains["acme"];
+        a.record(&event());
+        wait_for("the first event to be written", Duration::from_secs(5), || count("written") >= 1);
+        assert!(a.healthy());
+
+        std::fs::remove_dir_all(dir.path().join("acme")).expect("remove");
+        a.record(&event());
+        wait_for("a failed commit", Duration::from_secs(5), || count("failed") >= 1 && !a.healthy());
+
+        // Fill the queue and let the writer fill its group.
+        for _ in 0..200 {
+            a.record(&event());
+        }
+        let held = || 201 - chain.shared.pending.load(Ordering::Relaxed) - count("dropped");
+        wait_for("the writer to hold one group", Duration::from_secs(5), || held() >= group);
+        let queued = chain.shared.pending.load(Ordering::Relaxed);
+        assert!(queued <= capacity, "pending {queued} > queue {capacity}");
+        let held = held();
+        assert_eq!(held, group, "the writer holds more than one group");
+        // Its retries take nothing more from the queue.
+        let failed_before = count("failed");
+        wait_for("twenty retries", Duration::from_secs(5), || count("failed") > failed_before + 20);
+        assert_eq!(chain.shared.pending.load(Ordering::Relaxed), queued, "a retry took events from the queue");
+
+        // A second burst tops the queue up to `audit.queue`; the rest is dropped.
+        let dropped = count("dropped");
+        for _ in 0..100 {
+            a.record(&event());
+        }
+        assert_eq!(count("dropped"), dropped + 100 - (capacity - queued));
+        assert_eq!(chain.shared.pending.load(Ordering::Relaxed), capacity);
+        assert!(!a.healthy());
+
+        let started = Instant::now();
+        a.shutdown();
+        assert!(started.elapsed() < Duration::from_secs(5), "shutdown waited for the disk");
+        assert_eq!(count("lost"), capacity + held, "what could not be written is counted at shutdown");
+        assert_eq!(count("written"), 1);
+    }
 }

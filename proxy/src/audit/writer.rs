@@ -50,7 +50,11 @@ pub enum Msg {
 /// State shared between the writer and the proxy threads.
 pub struct Shared {
     pub unhealthy: AtomicBool,
+    /// Events in the channel, not yet taken by the writer.
     pub pending: AtomicUsize,
+    /// Set by [`super::Auditor::shutdown`]: a writer that cannot persist
+    /// stops instead of waiting for a `Shutdown` behind its backlog.
+    pub stopping: AtomicBool,
     pub events: IntCounterVec,
 }
 
@@ -335,26 +339,29 @@ impl ChainWriter {
     /// in groups of at most `commit_events`. It never blocks in `recv`, so a
     /// proxy thread's send never has to wake it: one wake-up per interval,
     /// not one per request.
+    ///
+    /// While commits fail it holds one group and takes nothing more from the
+    /// channel, where `pending` counts the backlog against `audit.queue`
+    /// (beyond it [`super::Auditor::record`] drops and counts), and retries
+    /// once per interval. A shutdown (`Shared::stopping`) that finds it so
+    /// stalled makes one last attempt, then logs how many events are lost.
     pub fn run(mut self, rx: Receiver<Msg>) {
         loop {
             std::thread::sleep(self.settings.commit_interval);
             let mut stop = false;
+            let mut stalled = false;
             loop {
+                if self.batch.len() >= self.settings.commit_events {
+                    self.try_commit();
+                    if !self.batch.is_empty() {
+                        stalled = true;
+                        break;
+                    }
+                }
                 match rx.try_recv() {
                     Ok(Msg::Event(ev)) => {
                         self.shared.pending.fetch_sub(1, Ordering::Relaxed);
                         self.batch.push(ev);
-                        if self.batch.len() >= self.settings.commit_events {
-                            self.try_commit();
-                            if !self.batch.is_empty() {
-                                // Cannot persist: leave the rest in the channel,
-                                // where `pending` counts it against `audit.queue`,
-                                // so the backlog stays bounded and a full queue
-                                // drops (and counts) events instead of growing
-                                // this batch; retry at the next interval.
-                                break;
-                            }
-                        }
                     }
                     Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => {
                         stop = true;
@@ -365,8 +372,14 @@ impl ChainWriter {
             }
             if self.batch.is_empty() {
                 self.set_health(self.seg_still_ours());
-            } else {
+            } else if !stalled {
                 self.try_commit();
+            }
+            if stalled && self.shared.stopping.load(Ordering::Relaxed) {
+                let lost = self.batch.len() + self.shared.pending.load(Ordering::Relaxed);
+                tracing::error!(chain = %self.chain, lost, "audit: shutting down with events that could not be persisted");
+                self.shared.events.with_label_values(&["lost"]).inc_by(lost as u64);
+                return;
             }
             if stop {
                 if let Err(e) = self.write_root() {
