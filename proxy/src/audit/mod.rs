@@ -87,7 +87,12 @@ impl Auditor {
         for tenant in all {
             let chain_dir: PathBuf = dir.join(tenant).join(instance);
             let chain_id = format!("{tenant}:{instance}");
-            let shared = Arc::new(Shared { unhealthy: AtomicBool::new(false), pending: AtomicUsize::new(0), stopping: AtomicBool::new(false), events: events.clone() });
+            let shared = Arc::new(Shared {
+                unhealthy: AtomicBool::new(false),
+                pending: AtomicUsize::new(0),
+                stopping: AtomicBool::new(false),
+                events: events.clone(),
+            });
             let w = ChainWriter::open(chain_dir, chain_id.clone(), settings.clone(), shared.clone())?;
             let (tx, rx) = channel();
             let thread = std::thread::Builder::new()
@@ -156,7 +161,13 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn event() -> RequestEvent<'static> {
-        RequestEvent { event: "request".into(), tenant: "acme".into(), method: "GET".into(), decision: "allow".into(), ..Default::default() }
+        RequestEvent {
+            event: "request".into(),
+            tenant: "acme".into(),
+            method: "GET".into(),
+            decision: "allow".into(),
+            ..Default::default()
+        }
     }
 
     fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
