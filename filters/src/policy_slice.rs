@@ -642,6 +642,63 @@ mod tests {
         assert_eq!(s.selection(&r).len(), 1, "only the unguarded policy");
     }
 
+    /// The slicer reads each fact from `AuthzRequest` itself, apart from
+    /// `cedar_inputs`, which builds what Cedar sees. With a different value
+    /// in every field, a policy pinning one fact to the slicer's value must
+    /// be allowed by Cedar and selected, and one pinning it to any other
+    /// field's value must be neither.
+    #[test]
+    fn the_slicer_reads_each_fact_where_cedar_does() {
+        use crate::authz::PolicyEngine;
+        let route = RouteFacts { name: "rt".into(), allow_writes: false, sensitive: false };
+        let r = AuthzRequest {
+            tenant: "tn",
+            agent: "did:key:ag",
+            method: "PUT",
+            route: &route,
+            url: "https://h/pa?qu=1",
+            host: "h",
+            path: "/pa",
+            query: "qu=1",
+            cosigned: false,
+            chain_length: 1,
+            token_ttl: 1,
+            now: 1,
+        };
+        // Every way a policy can pin a fact that the slicer files it under.
+        let forms = |fact: Fact, v: &str| -> Vec<String> {
+            let ctx = |attr: &str| format!(r#"permit(principal, action, resource) when {{ context.{attr} == "{v}" }};"#);
+            match fact {
+                Fact::Url => vec![format!(r#"permit(principal, action, resource == Endpoint::"{v}");"#)],
+                Fact::Agent => vec![format!(r#"permit(principal == Agent::"{v}", action, resource);"#)],
+                Fact::Path => vec![ctx("path")],
+                Fact::Query => vec![ctx("query")],
+                Fact::Route => vec![ctx("route"), format!(r#"permit(principal, action, resource in Route::"{v}");"#)],
+                Fact::Tenant => vec![ctx("tenant"), format!(r#"permit(principal in Tenant::"{v}", action, resource);"#)],
+                Fact::Method => vec![ctx("method"), format!(r#"permit(principal, action == Action::"http/{v}", resource);"#)],
+                Fact::Tier => vec![ctx("tier")],
+            }
+        };
+        let values: Vec<&str> = FACTS.iter().map(|f| f.of(&r)).collect();
+        for (i, fact) in FACTS.iter().enumerate() {
+            for (j, v) in values.iter().enumerate() {
+                for text in forms(*fact, v) {
+                    let Ok(engine) = PolicyEngine::from_sources(SCHEMA, &[("p.cedar", &text)]) else {
+                        // An action outside the schema (`http/tn`, ...) cannot be written.
+                        assert!(matches!(fact, Fact::Method) && i != j, "{text} does not validate");
+                        continue;
+                    };
+                    let allowed = engine.evaluate_unsliced(&r).allowed;
+                    let selected = !engine.slicer.selection(&r).is_empty();
+                    assert_eq!(allowed, i == j, "Cedar on {text}");
+                    assert_eq!(selected, i == j, "slicer on {text}");
+                    let stats = engine.slicer.stats();
+                    assert_eq!(stats.indexed + stats.guarded, 1, "{text} is filed by its fact");
+                }
+            }
+        }
+    }
+
     /// Slicing must never change a decision: random policies (scopes, atoms,
     /// non-atoms and conjuncts that error, in `when` and `unless`) are
     /// evaluated sliced and unsliced on random requests, alone and in sets.
