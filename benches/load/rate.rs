@@ -87,17 +87,18 @@ struct Tally {
     errors: u64,
 }
 
-async fn connection(
-    addr: String,
-    path: Arc<str>,
-    conn: u64,
+/// When requests are due: request `k` of connection `conn` is due at
+/// `start + (k * conns + conn) / rate`, until `end`.
+#[derive(Clone, Copy)]
+struct Schedule {
     conns: u64,
     rate: f64,
     start: Instant,
     end: Instant,
-    mode: Mode,
-    minter: Option<Arc<Minter>>,
-) -> Tally {
+}
+
+async fn connection(addr: String, path: Arc<str>, conn: u64, schedule: Schedule, mode: Mode, minter: Option<Arc<Minter>>) -> Tally {
+    let Schedule { conns, rate, start, end } = schedule;
     let mut tally = Tally::default();
     let mut sender = None;
     let mut k: u64 = 0;
@@ -230,7 +231,7 @@ fn main() {
         let start = Instant::now() + Duration::from_millis(100);
         let end = start + Duration::from_secs_f64(secs);
         let tasks: Vec<_> = (0..conns)
-            .map(|c| tokio::spawn(connection(addr.clone(), path.clone(), c, conns, rate, start, end, mode, minter.clone())))
+            .map(|c| tokio::spawn(connection(addr.clone(), path.clone(), c, Schedule { conns, rate, start, end }, mode, minter.clone())))
             .collect();
         let mut out = Vec::new();
         for t in tasks {

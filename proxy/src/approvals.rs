@@ -164,7 +164,7 @@ impl ApprovalBook {
         if a.status != Status::Pending || a.expires_at <= now {
             return Err(refusal(409, "approval_closed", "the approval is no longer pending"));
         }
-        if !approvers.get(&a.tenant).is_some_and(|list| list.iter().any(|d| *d == token.issuer)) {
+        if !approvers.get(&a.tenant).is_some_and(|list| list.contains(&token.issuer)) {
             return Err(refusal(403, "cosigner_not_approver", "the cosigner is not an approver of this tenant"));
         }
         if token.audience != gateway_did {

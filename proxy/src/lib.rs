@@ -23,7 +23,7 @@
 //! - [`approvals`], [`revocations`], [`state_store`]: step-up approvals, revocation and the governance state seam;
 //! - [`keys`]: PKCS#8 key files; [`cli`]: the `capgate` command;
 //! - [`dev`]: development bootstrap and the echo upstream;
-//! - [`server`]: start-up.
+//! - start-up: [`server`].
 
 pub mod admin;
 pub mod admin_auth;

@@ -13,7 +13,8 @@ pub struct Refusal {
     pub code: &'static str,
     pub reason: String,
     /// Extra fields some refusals carry (step-up: approval id, action, …).
-    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Boxed: rare, and it keeps `Result<_, Refusal>` small on the hot path.
+    pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// Seconds for a `Retry-After` header (429s).
     pub retry_after: Option<u64>,
 }
@@ -33,7 +34,7 @@ impl Refusal {
             #[serde(flatten, skip_serializing_if = "Option::is_none")]
             extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
         }
-        serde_json::to_vec(&Body { error: self.code, reason: &self.reason, request_id, extra: self.extra.as_ref() })
+        serde_json::to_vec(&Body { error: self.code, reason: &self.reason, request_id, extra: self.extra.as_deref() })
             .unwrap_or_else(|_| br#"{"error":"internal","reason":"serialisation failed","request_id":""}"#.to_vec())
     }
 }

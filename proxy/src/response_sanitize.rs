@@ -32,7 +32,7 @@ pub enum BodyHandling {
     /// Binary passed through unchanged.
     Pass,
     /// Sanitized as it streams.
-    Sanitize { decoder: Option<Decoder>, stream: Box<SanitizeStream<Arc<Sanitizer>>> },
+    Sanitize { decoder: Option<Box<Decoder>>, stream: Box<SanitizeStream<Arc<Sanitizer>>> },
     /// The upstream body is dropped and this JSON body sent instead.
     Replace(Option<Bytes>),
 }
@@ -170,7 +170,7 @@ pub fn plan(
     if chunked_ok {
         resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
     }
-    let decoder = Decoder::new(encoding).map_err(|_| Error::explain(ErrorType::InternalError, "decoder"))?;
+    let decoder = Decoder::new(encoding).map_err(|_| Error::explain(ErrorType::InternalError, "decoder"))?.map(Box::new);
     Ok((BodyHandling::Sanitize { decoder, stream: Box::new(SanitizeStream::new(sanitizer.clone())) }, None))
 }
 

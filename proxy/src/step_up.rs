@@ -104,6 +104,6 @@ pub async fn release(state: &GatewayState, session: &mut Session, ctx: &mut Requ
     extra.insert("tier".into(), tier.into());
     extra.insert("reasons".into(), serde_json::to_value(&approval.reasons).unwrap_or_default());
     extra.insert("expires_at".into(), crate::audit::record::rfc3339(approval.expires_at, 0).into());
-    r.extra = Some(extra);
+    r.extra = Some(Box::new(extra));
     Ok(Some(r))
 }

@@ -12,21 +12,21 @@ fn traffic(g: &Gateway) -> Vec<String> {
     let mut used = vec![deleg.clone()];
     for i in 0..6 {
         let inv = g.invocation(&up, "http/GET", &deleg);
-        assert_eq!(call(&g, "GET", &format!("/svc/item/{i}?secret=q{i}"), Some(&inv), Some(&deleg)).status, 200);
+        assert_eq!(call(g, "GET", &format!("/svc/item/{i}?secret=q{i}"), Some(&inv), Some(&deleg)).status, 200);
         used.push(inv);
     }
     let del = g.invocation(&up, "http/DELETE", &deleg);
-    assert_eq!(call(&g, "DELETE", "/ro/item/1", Some(&del), Some(&deleg)).status, 403);
+    assert_eq!(call(g, "DELETE", "/ro/item/1", Some(&del), Some(&deleg)).status, 403);
     used.push(del);
-    assert_eq!(call(&g, "GET", "/svc/x", Some("garbage-token-value"), None).status, 401);
-    assert_eq!(call(&g, "GET", "/nowhere", None, None).status, 404);
+    assert_eq!(call(g, "GET", "/svc/x", Some("garbage-token-value"), None).status, 401);
+    assert_eq!(call(g, "GET", "/nowhere", None, None).status, 404);
     used
 }
 
 fn acme_chain(g: &Gateway) -> PathBuf {
     let tenant = g.audit_dir().join("acme");
-    let inst = std::fs::read_dir(&tenant).expect("tenant dir").flatten().next().expect("chain dir").path();
-    inst
+
+    std::fs::read_dir(&tenant).expect("tenant dir").flatten().next().expect("chain dir").path()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -80,6 +80,10 @@ fn every_request_leaves_a_receipt_with_no_secret_in_it() {
     assert!(roots.lines().last().is_some_and(|l| l.contains("\"seq\":7")), "{roots}");
 }
 
+/// A tampering case: its name, what it does to a copy of the chain, and the
+/// failure kind and sequence number the verifier must report.
+type Tamper<'a> = (&'a str, Box<dyn Fn(&Path) + 'a>, &'a str, u64);
+
 fn walk(d: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
@@ -99,7 +103,7 @@ fn the_tamper_matrix() {
     g.stop();
     let original = acme_chain(&g);
     let lines: Vec<String> = std::fs::read_to_string(segment(&original)).expect("segment").lines().map(str::to_owned).collect();
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str, u64)> = vec![
+    let cases: Vec<Tamper> = vec![
         (
             "edit a field",
             Box::new(|d: &Path| {

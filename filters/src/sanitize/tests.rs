@@ -242,7 +242,7 @@ fn clean_text_is_released_at_once() {
 fn corpus_piece() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-z {}\":,]{0,12}".prop_map(String::from),
-        (0..64u64).prop_map(|s| positive(&builtin()[(s as usize) % builtin().len()].id.to_owned(), s)),
+        (0..64u64).prop_map(|s| positive(builtin()[(s as usize) % builtin().len()].id, s)),
         Just("\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}".to_owned()),
         Just("\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}".to_owned()),
         Just("a\u{200B}\u{202E}\u{E0041}\u{FE0F}b".to_owned()),

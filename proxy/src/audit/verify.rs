@@ -175,7 +175,7 @@ pub fn verify_chain(dir: &Path, pubkey: &VerifyingKey) -> Result<ChainReport, St
             fail(&mut failure, seq, "inserted", "a second event claims this seq");
             break;
         } else if seq > expected {
-            let later = seqs[i + 1..].iter().any(|s| *s == Some(expected));
+            let later = seqs[i + 1..].contains(&Some(expected));
             if later {
                 fail(&mut failure, expected, "reordered", format!("seq {expected} appears after seq {seq}"));
             } else {
