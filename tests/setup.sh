@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing capgate needs and a fresh machine may
-# lack: cmake (pingora's zlib-ng build), and Node.js with the @ucans/ucans
+# lack: cmake (pingora's zlib-ng build), rustfmt (the format check), and Node.js with the @ucans/ucans
 # reference library for the interop test. Idempotent; safe to run every time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,7 @@ apt_install() {
 }
 
 command -v cmake >/dev/null 2>&1 || apt_install cmake
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
 if [ -f tests/interop/package-lock.json ] && [ ! -d tests/interop/node_modules/@ucans/ucans ]; then
   (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
