@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing capgate needs and a fresh machine may
-# lack: cmake (pingora's zlib-ng build), rustfmt (the format check), and Node.js with the @ucans/ucans
-# reference library for the interop test. Idempotent; safe to run every time.
+# lack: cmake (pingora's zlib-ng build), rustfmt (the format check), and
+# Node.js with the @ucans/ucans reference library for the interop test.
+# Idempotent; safe to run every time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
