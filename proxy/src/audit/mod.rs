@@ -170,12 +170,43 @@ mod tests {
         }
     }
 
+    /// A writer that retries every millisecond.
+    fn settings(queue: usize, group: usize) -> WriterSettings {
+        WriterSettings {
+            commit_interval: Duration::from_millis(1),
+            commit_events: group,
+            segment_bytes: 1 << 20,
+            root_interval: Duration::from_secs(3600),
+            channel_capacity: queue,
+            signing_key: Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
+        }
+    }
+
     fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !cond() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// Events held by a writer that cannot commit are counted as lost at
+    /// shutdown even when it holds less than a group.
+    #[test]
+    fn a_partial_batch_that_cannot_be_written_is_counted_as_lost_at_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let events = prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["result"]).expect("counter");
+        let count = |r: &str| events.with_label_values(&[r]).get() as usize;
+        let a = Auditor::open(dir.path(), "i1", &["acme".to_owned()], settings(64, 4), events.clone()).expect("open");
+        a.record(&event());
+        wait_for("the first event to be written", Duration::from_secs(5), || count("written") >= 1);
+        std::fs::remove_dir_all(dir.path().join("acme")).expect("remove");
+        a.record(&event());
+        a.record(&event());
+        wait_for("a failed commit", Duration::from_secs(5), || count("failed") >= 1);
+        a.shutdown();
+        assert_eq!(count("lost"), 2);
+        assert_eq!(count("written"), 1);
     }
 
     /// A chain whose files vanish underneath its writer: the backlog stays
@@ -186,17 +217,9 @@ mod tests {
     fn a_failing_chain_keeps_its_backlog_within_the_queue_and_still_shuts_down() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (capacity, group) = (64, 4);
-        let settings = WriterSettings {
-            commit_interval: Duration::from_millis(1),
-            commit_events: group,
-            segment_bytes: 1 << 20,
-            root_interval: Duration::from_secs(3600),
-            channel_capacity: capacity,
-            signing_key: Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
-        };
         let events = prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["result"]).expect("counter");
         let count = |r: &str| events.with_label_values(&[r]).get() as usize;
-        let a = Auditor::open(dir.path(), "i1", &["acme".to_owned()], settings, events.clone()).expect("open");
+        let a = Auditor::open(dir.path(), "i1", &["acme".to_owned()], settings(capacity, group), events.clone()).expect("open");
         let chain = &a.chains["acme"];
         a.record(&event());
         wait_for("the first event to be written", Duration::from_secs(5), || count("written") >= 1);

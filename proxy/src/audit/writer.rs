@@ -344,7 +344,8 @@ impl ChainWriter {
     /// channel, where `pending` counts the backlog against `audit.queue`
     /// (beyond it [`super::Auditor::record`] drops and counts), and retries
     /// once per interval. A shutdown (`Shared::stopping`) that finds it so
-    /// stalled makes one last attempt, then logs how many events are lost.
+    /// stalled makes one last attempt; any shutdown that leaves events
+    /// unwritten logs and counts them as `lost`.
     pub fn run(mut self, rx: Receiver<Msg>) {
         loop {
             std::thread::sleep(self.settings.commit_interval);
@@ -375,16 +376,8 @@ impl ChainWriter {
             } else if !stalled {
                 self.try_commit();
             }
-            if stalled && self.shared.stopping.load(Ordering::Relaxed) {
-                let lost = self.batch.len() + self.shared.pending.load(Ordering::Relaxed);
-                tracing::error!(chain = %self.chain, lost, "audit: shutting down with events that could not be persisted");
-                self.shared.events.with_label_values(&["lost"]).inc_by(lost as u64);
-                return;
-            }
-            if stop {
-                if let Err(e) = self.write_root() {
-                    tracing::error!(chain = %self.chain, error = %e, "audit: final root not written");
-                }
+            if stop || (stalled && self.shared.stopping.load(Ordering::Relaxed)) {
+                self.finish();
                 return;
             }
             if self.last_root_at.elapsed() >= self.settings.root_interval {
@@ -393,6 +386,19 @@ impl ChainWriter {
                     self.shared.unhealthy.store(true, Ordering::Relaxed);
                 }
             }
+        }
+    }
+
+    /// At shutdown: a final root over what is durable, and an account of
+    /// what is not (events held or still queued: counted as `lost`).
+    fn finish(&mut self) {
+        if let Err(e) = self.write_root() {
+            tracing::error!(chain = %self.chain, error = %e, "audit: final root not written");
+        }
+        let lost = self.batch.len() + self.shared.pending.load(Ordering::Relaxed);
+        if lost > 0 {
+            tracing::error!(chain = %self.chain, lost, "audit: shutting down with events that could not be persisted");
+            self.shared.events.with_label_values(&["lost"]).inc_by(lost as u64);
         }
     }
 
