@@ -1,11 +1,13 @@
 //! UCAN verification (criterion): chains of 1–3 links, uncached (a fresh
 //! verifier per iteration batch), cached (the same invocation again), and a
 //! fresh invocation on known proofs (the replay-protected case); then the
-//! parts of one uncached verification.
+//! parts of one uncached verification, and the replay set's insertion in a
+//! steady state where entries expire as fast as they arrive.
 //! Run with `cargo bench --bench ucan_verify`.
 
 use capgate_filters::ucan::did::{did_key, parse_did_key};
 use capgate_filters::ucan::mint::{mint, MintSpec};
+use capgate_filters::ucan::replay::ReplayGuard;
 use capgate_filters::ucan::token::parse_jwt;
 use capgate_filters::ucan::Cid;
 use capgate_filters::ucan::{Verifier, VerifierConfig};
@@ -103,6 +105,20 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse_did_key", |b| b.iter(|| parse_did_key(&did).is_ok()));
     g.bench_function("ed25519_verify_strict", |b| b.iter(|| vk.verify_strict(msg, &sig).is_ok()));
     g.bench_function("parse_jwt (all of the above, decoding)", |b| b.iter(|| parse_jwt(&inv).is_ok()));
+    // Nonces live 50 ms: the set stays at its steady size (about 50 ms of
+    // insertions) and every insertion also pays its share of the cleanup.
+    let replay = ReplayGuard::new();
+    let mut n = 0u64;
+    let mut nonce = String::new();
+    g.bench_function("replay first_use (steady state, expiring)", |b| {
+        b.iter(|| {
+            use std::fmt::Write;
+            nonce.clear();
+            let _ = write!(nonce, "nonce-{n}");
+            n += 1;
+            replay.first_use("did:key:zAgent", &nonce, std::time::Duration::from_millis(50))
+        })
+    });
     g.finish();
 }
 
