@@ -43,14 +43,14 @@ struct Shard {
 impl Shard {
     fn reclaim(&mut self, now: Instant, max: usize) {
         for _ in 0..max {
-            match self.expiries.peek() {
-                Some(Reverse((at, _))) if *at <= now => {}
-                _ => return,
+            let Some(&Reverse((at, key))) = self.expiries.peek() else { return };
+            if at > now {
+                return;
             }
-            if let Some(Reverse((at, key))) = self.expiries.pop() {
-                if self.until.get(&key).is_some_and(|u| *u <= now && *u == at) {
-                    self.until.remove(&key);
-                }
+            self.expiries.pop();
+            // A stale pair: the key was recorded again and expires later.
+            if self.until.get(&key) == Some(&at) {
+                self.until.remove(&key);
             }
         }
     }
@@ -84,12 +84,7 @@ impl ReplayGuard {
         h.update(issuer.as_bytes());
         h.update(nonce.as_bytes());
         let key: Key = h.finalize().into();
-        // A poisoned lock only means another request panicked mid-update; the
-        // map itself is consistent at every step, so keep using it.
-        let mut shard = match self.shards[usize::from(key[0]) % SHARDS].lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
+        let mut shard = self.shard(usize::from(key[0]) % SHARDS);
         shard.reclaim(now, RECLAIM_PER_INSERT);
         if shard.until.get(&key).is_some_and(|u| *u > now) {
             return false;
@@ -100,9 +95,15 @@ impl ReplayGuard {
         true
     }
 
+    /// A poisoned lock only means another request panicked mid-update; the
+    /// shard is consistent at every step, so keep using it.
+    fn shard(&self, i: usize) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Entries held, expired ones not yet reclaimed included.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().map(|s| s.until.len()).unwrap_or(0)).sum()
+        (0..SHARDS).map(|i| self.shard(i).until.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
