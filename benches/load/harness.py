@@ -265,9 +265,7 @@ THROUGHPUT_TARGETS = ("direct", "nginx", "passthrough", "capgate-reused", "capga
 def throughput(b):
     a = b.a
     pool = a.pool or 20000 * a.duration
-    names = THROUGHPUT_TARGETS
-    only = [t.strip() for t in a.targets.split(",") if t.strip()]
-    results = {k: [] for k in names if not only or k in only}
+    results = {k: [] for k in THROUGHPUT_TARGETS if not a.only or k in a.only}
     for rnd in range(a.rounds):
         for name in results:
             p, port = b.server(name)
@@ -442,11 +440,11 @@ def main():
     ap.add_argument("--soak-rate", type=int, default=1000)
     ap.add_argument("--targets", default="", help="throughput mode: only these targets, comma-separated (a partial run is printed, RESULTS.md is kept)")
     a = ap.parse_args()
-    if a.targets:
-        known = THROUGHPUT_TARGETS
-        unknown = [t for t in (x.strip() for x in a.targets.split(",")) if t and t not in known]
+    a.only = [t for t in (x.strip() for x in a.targets.split(",")) if t]
+    if a.only:
+        unknown = [t for t in a.only if t not in THROUGHPUT_TARGETS]
         if unknown or a.modes.replace(" ", "") != "throughput":
-            ap.error(f"--targets takes targets of {', '.join(known)} (unknown: {', '.join(unknown) or 'none'}) and needs --modes throughput")
+            ap.error(f"--targets takes targets of {', '.join(THROUGHPUT_TARGETS)} (unknown: {', '.join(unknown) or 'none'}) and needs --modes throughput")
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -464,7 +462,7 @@ def main():
             sections.append("\n".join(soak(b)))
         report = "\n\n".join(sections)
         print("\n" + report)
-        if not a.targets:
+        if not a.only:
             open(os.path.join(HERE, "RESULTS.md"), "w").write(report + "\n")
     finally:
         stop_all()
