@@ -15,7 +15,8 @@
 //!   retry succeeds. Unwritten events are kept and retried, never dropped
 //!   silently. While commits fail the writer holds at most one group
 //!   (`commit_events`) and leaves the rest queued, so the backlog stays
-//!   within `audit.queue` and beyond it events are dropped and counted.
+//!   within `audit.queue` plus that group; beyond it events are dropped and
+//!   counted, and events left unwritten at shutdown are counted as lost.
 
 use super::canonical::{render, Rendered};
 use super::record::{genesis, rfc3339_now, seal_rendered_into, RequestEvent, Root};
