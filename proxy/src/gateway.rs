@@ -7,10 +7,10 @@
 //! | `request_filter` | Refuse with `503 audit_unavailable` while the audit chain cannot persist; then [`crate::admission`]: route, token, chain, revocation, capability, replay, Cedar (authz and risk), credential; then [`crate::step_up`] for high-stakes requests, then [`crate::budgets`] (`429 budget_exhausted`). A refusal is written here as JSON and the request ends. |
 //! | `upstream_peer` | The route's upstream (never the request's host): TLS with SNI for `https`, resolved addresses cached for 30 s. |
 //! | `upstream_request_filter` | [`crate::upstream_headers`]: strip hop-by-hop and credential-bearing headers, inject the vaulted credential, set `Host`, the path and the request id. |
-//! | `response_filter` | [`crate::response_sanitize::plan`]: scrub header values, decide how the body is handled (sanitize, pass, refuse), drop `Content-Encoding`/`Content-Length` when the body may change. |
-//! | `response_body_filter` | [`crate::response_sanitize::filter_chunk`]: decode and sanitize each chunk as it streams. |
+//! | `response_filter` | [`crate::response_sanitize::plan`]: scrub header values, decide how the body is handled (sanitize, pass, refuse), drop `Content-Encoding`/`Content-Length` when the body may change; [`crate::response_cork`] when a body of known size is sent chunked. |
+//! | `response_body_filter` | [`crate::response_sanitize::filter_chunk`]: decode and sanitize each chunk as it streams; a body that comes in several parts clears the cork. |
 //! | `fail_to_proxy` | Errors after admission (upstream unreachable, bad request) become JSON refusals too. |
-//! | `logging` | One audit event ([`crate::audit`]), metrics and one structured log line for every request, whatever its outcome. |
+//! | `logging` | Clear the cork (the response is written), then one audit event ([`crate::audit`]), metrics and one structured log line for every request, whatever its outcome. |
 
 use crate::admission::{self, RequestView};
 use crate::refusal::Refusal;
@@ -50,6 +50,8 @@ pub struct RequestCtx {
     pub body: crate::response_sanitize::BodyHandling,
     /// Redactions in headers (body counts are read from the stream at the end).
     pub header_counts: capgate_filters::sanitize::SanitizeCounts,
+    /// Set while the agent's socket is corked ([`crate::response_cork`]).
+    pub cork: Option<crate::response_cork::Cork>,
 }
 
 /// The gateway service.
@@ -98,6 +100,7 @@ impl ProxyHttp for Gateway {
             cosigner: None,
             body: crate::response_sanitize::BodyHandling::None,
             header_counts: Default::default(),
+            cork: None,
         }
     }
 
@@ -216,10 +219,14 @@ impl ProxyHttp for Gateway {
         ctx.header_counts = crate::response_sanitize::scrub_headers(resp, &sanitizer)?;
         let method = session.req_header().method.as_str().to_owned();
         let chunked_ok = !session.is_http2() && session.req_header().version == http::Version::HTTP_11;
+        let known_length = resp.headers.contains_key(http::header::CONTENT_LENGTH);
         let (handling, refused) =
             crate::response_sanitize::plan(resp, &method, chunked_ok, &sanitizer, self.state.binary_policy, &ctx.request_id)?;
         if let Some(code) = refused {
             ctx.refused = Some((502, code));
+        }
+        if chunked_ok && known_length && matches!(handling, crate::response_sanitize::BodyHandling::Sanitize { .. }) {
+            ctx.cork = crate::response_cork::Cork::set(session);
         }
         ctx.body = handling;
         resp.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
@@ -234,6 +241,11 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if !end_of_stream {
+            if let Some(cork) = ctx.cork.take() {
+                cork.release();
+            }
+        }
         if let Err(e) = crate::response_sanitize::filter_chunk(&mut ctx.body, body, end_of_stream) {
             ctx.refused = Some((502, "unsanitizable_body"));
             *body = None;
@@ -273,6 +285,9 @@ impl ProxyHttp for Gateway {
 
     /// Metrics and the access log line, for every request.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(cork) = ctx.cork.take() {
+            cork.release();
+        }
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let (decision, reason) = match ctx.refused {
             Some((

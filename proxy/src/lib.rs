@@ -13,6 +13,7 @@
 //! - [`admission`], [`step_up`]: the `request_filter` checks in order, and approvals for risky calls;
 //! - [`upstream_headers`]: what the upstream receives;
 //! - [`response_sanitize`]: what the agent receives (secrets and invisible Unicode removed);
+//!   [`response_cork`]: a small sanitized response leaves in one segment;
 //! - [`routes`], [`resolve`]: where a request goes;
 //! - [`vault`]: sealed credentials;
 //! - [`policies`], [`reload`]: loading the Cedar files, and reloading them live;
@@ -42,6 +43,7 @@ pub mod refusal;
 pub mod reload;
 pub mod request_id;
 pub mod resolve;
+pub mod response_cork;
 pub mod response_sanitize;
 pub mod revocations;
 pub mod routes;

@@ -169,9 +169,36 @@ fn head_requests_stay_correct() {
     assert!(r.text().expect("body").contains("[REDACTED:aws_access_key_id]"));
 }
 
+/// Read one chunked HTTP/1.1 response: the lower-cased head and the body.
+fn read_chunked(r: &mut impl std::io::BufRead) -> (String, Vec<u8>) {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("head line");
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        r.read_line(&mut size).expect("chunk size");
+        let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
+        let mut chunk = vec![0u8; n + 2];
+        r.read_exact(&mut chunk).expect("chunk");
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    (head, body)
+}
+
 #[test]
 fn sanitized_responses_are_chunked_and_keep_the_connection_alive() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufReader, Write};
     let g = Gateway::start(GatewayOpts::default());
     let up = g.upstream.url();
     let deleg = g.delegation(&up, "http/*");
@@ -182,31 +209,52 @@ fn sanitized_responses_are_chunked_and_keep_the_connection_alive() {
     for i in 0..2 {
         let tok = g.invocation(&up, "http/GET", &deleg);
         write!(w, "GET /svc/secrets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).expect("head line");
-            if line == "\r\n" {
-                break;
-            }
-            head.push_str(&line.to_ascii_lowercase());
-        }
+        let (head, body) = read_chunked(&mut r);
         assert!(head.starts_with("http/1.1 200"), "request {i}: {head}");
-        assert!(head.contains("transfer-encoding: chunked"), "request {i}: {head}");
         assert!(!head.contains("connection: close"), "request {i}: {head}");
-        // Read chunks to the terminating zero-length chunk.
-        let mut body = Vec::new();
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size).expect("chunk size");
-            let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
-            let mut chunk = vec![0u8; n + 2];
-            r.read_exact(&mut chunk).expect("chunk");
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
         assert!(String::from_utf8_lossy(&body).contains("[REDACTED:aws_access_key_id]"));
     }
+}
+
+/// Data segments this socket has received (Linux `tcp_info`).
+fn data_segments_in(s: &std::net::TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero tcp_info is a valid value (plain integers).
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`, which outlives the call.
+    let rc =
+        unsafe { libc::getsockopt(s.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&mut info as *mut libc::tcp_info).cast(), &mut len) };
+    assert_eq!(rc, 0, "getsockopt(TCP_INFO)");
+    info.tcpi_data_segs_in
+}
+
+/// A sanitized reply to an upstream body of known length is corked: head,
+/// chunk and last chunk leave in one TCP segment instead of three. The cork
+/// is cleared once the reply is written, so replies on a keep-alive
+/// connection are not held until the kernel's 200 ms limit.
+#[test]
+fn a_small_sanitized_reply_leaves_in_one_segment() {
+    use std::io::{BufReader, Write};
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let stream = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut w = stream.try_clone().expect("clone");
+    let mut r = BufReader::new(stream.try_clone().expect("clone"));
+    let mut elapsed = Vec::new();
+    for i in 0..5 {
+        let tok = g.invocation(&up, "http/GET", &deleg);
+        let before = data_segments_in(&stream);
+        let t0 = Instant::now();
+        write!(w, "GET /svc/secrets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
+        let (head, body) = read_chunked(&mut r);
+        elapsed.push(t0.elapsed());
+        assert!(head.starts_with("http/1.1 200"), "request {i}: {head}");
+        assert!(String::from_utf8_lossy(&body).contains("[REDACTED:aws_access_key_id]"));
+        assert_eq!(data_segments_in(&stream) - before, 1, "request {i}: the reply came in several segments");
+    }
+    elapsed.sort();
+    assert!(elapsed[2] < Duration::from_millis(100), "replies were held back: {elapsed:?}");
 }
