@@ -239,6 +239,19 @@ fn clean_text_is_released_at_once() {
     assert!(String::from_utf8_lossy(&out).ends_with("the key is [REDACTED:github_pat]\"}\n\n"));
 }
 
+#[test]
+fn leaves_unchanged_spots_what_would_change() {
+    let s = sanitizer();
+    assert!(s.leaves_unchanged(b"application/json; charset=utf-8"));
+    assert!(s.leaves_unchanged(b"max-age=0, private, must-revalidate"));
+    assert!(s.leaves_unchanged(b""));
+    assert!(!s.leaves_unchanged(format!("token={}", github_like("ghp_", 3, true)).as_bytes()));
+    assert!(!s.leaves_unchanged(b"id=vault-echo-secret-value-42"));
+    assert!(!s.leaves_unchanged("a\u{200B}b".as_bytes()));
+    assert!(!s.leaves_unchanged("caf\u{E9}".as_bytes()), "non-ASCII is left to the full pass");
+    assert!(!s.leaves_unchanged(b"a\xFFb"));
+}
+
 fn corpus_piece() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-z {}\":,]{0,12}".prop_map(String::from),
@@ -280,6 +293,24 @@ proptest! {
         prop_assert_eq!(&out, &whole);
         prop_assert!(std::str::from_utf8(&out).is_ok());
         prop_assert_eq!(st.counts().total_redactions(), wc.total_redactions());
+    }
+
+    /// Whatever `leaves_unchanged` accepts, sanitizing leaves byte for byte,
+    /// with nothing counted. The pieces include ASCII near-misses and
+    /// partial prefixes, which must not be mistaken for secrets either way.
+    #[test]
+    fn leaves_unchanged_is_sound(pieces in proptest::collection::vec(prop_oneof![corpus_piece(), "[ -~]{0,24}".prop_map(String::from), (0..64u64).prop_map(|s| negatives(builtin()[(s as usize) % builtin().len()].id, s).concat())], 1..8), cut in 0usize..64) {
+        let s = sanitizer();
+        let mut body = pieces.concat().into_bytes();
+        // Also a value that ends inside a secret's prefix.
+        if cut < body.len() {
+            body.truncate(body.len() - cut);
+        }
+        let (out, counts) = s.sanitize_all(&body);
+        if s.leaves_unchanged(&body) {
+            prop_assert_eq!(&out, &body);
+            prop_assert_eq!(counts.total_redactions() + counts.invisible_removed + counts.invalid_utf8_replaced, 0);
+        }
     }
 
     /// Byte-at-a-time feeding gives the same output too.
