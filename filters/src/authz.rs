@@ -95,8 +95,9 @@ pub struct AuthzRequest<'a> {
 pub struct AuthzDecision {
     pub allowed: bool,
     /// The ids of the policies that decided (the forbids when denied by a
-    /// forbid, the permits when allowed; empty for default deny).
-    pub policy_ids: Vec<String>,
+    /// forbid, the permits when allowed; empty for default deny). Shared:
+    /// a cached decision hands them to every request without copying.
+    pub policy_ids: Arc<[String]>,
     /// True when a policy failed to evaluate (the request is then denied).
     pub evaluation_error: bool,
 }
@@ -287,11 +288,11 @@ impl PolicyEngine {
     fn evaluate_with(&self, r: &AuthzRequest<'_>, policies: &PolicySet) -> AuthzDecision {
         let (request, entities) = match self.cedar_inputs(r) {
             Ok(x) => x,
-            Err(_) => return AuthzDecision { allowed: false, policy_ids: Vec::new(), evaluation_error: true },
+            Err(_) => return AuthzDecision { allowed: false, policy_ids: Arc::new([]), evaluation_error: true },
         };
         let response = self.authorizer.is_authorized(&request, policies, &entities);
         let evaluation_error = response.diagnostics().errors().next().is_some();
-        let policy_ids: Vec<String> = response.diagnostics().reason().map(|id| id.to_string()).collect();
+        let policy_ids: Arc<[String]> = response.diagnostics().reason().map(|id| id.to_string()).collect();
         let allowed = response.decision() == Decision::Allow && !evaluation_error;
         AuthzDecision { allowed, policy_ids, evaluation_error }
     }
@@ -336,19 +337,19 @@ mod tests {
         let rw = route(true);
         let d = e.authorize(&req("GET", &ro));
         assert!(d.allowed);
-        assert_eq!(d.policy_ids, vec!["reads-allowed"]);
+        assert_eq!(&*d.policy_ids, ["reads-allowed"]);
         assert!(!e.authorize(&req("POST", &ro)).allowed, "writes need opt-in");
         let d = e.authorize(&req("POST", &rw));
         assert!(d.allowed);
-        assert_eq!(d.policy_ids, vec!["writes-on-opted-in-routes"]);
+        assert_eq!(&*d.policy_ids, ["writes-on-opted-in-routes"]);
         let d = e.authorize(&req("DELETE", &rw));
         assert!(!d.allowed);
-        assert_eq!(d.policy_ids, vec!["delete-forbidden"]);
+        assert_eq!(&*d.policy_ids, ["delete-forbidden"]);
         let mut cosigned = req("DELETE", &rw);
         cosigned.cosigned = true;
         let d = e.authorize(&cosigned);
         assert!(d.allowed, "a cosigned DELETE on an opted-in route");
-        assert_eq!(d.policy_ids, vec!["cosigned-deletes-on-opted-in-routes"]);
+        assert_eq!(&*d.policy_ids, ["cosigned-deletes-on-opted-in-routes"]);
         let mut cosigned_ro = req("DELETE", &ro);
         cosigned_ro.cosigned = true;
         assert!(!e.authorize(&cosigned_ro).allowed);
@@ -366,8 +367,8 @@ mod tests {
         assert!(!risk.authorize(&req("POST", &plain)).allowed);
         let d = risk.authorize(&req("POST", &sensitive));
         assert!(d.allowed);
-        assert_eq!(d.policy_ids, vec!["risk-sensitive-write"]);
-        let mut d = risk.authorize(&req("DELETE", &plain)).policy_ids.clone();
+        assert_eq!(&*d.policy_ids, ["risk-sensitive-write"]);
+        let mut d = risk.authorize(&req("DELETE", &plain)).policy_ids.to_vec();
         d.sort();
         assert_eq!(d, vec!["risk-danger-tier", "risk-delete"]);
         assert_eq!(risk.reason_of("risk-delete"), Some("DELETE removes data"));
@@ -385,7 +386,7 @@ mod tests {
         q.now = 1_700_000_100;
         let d = e.authorize(&q);
         assert!(!d.allowed, "a later clock is not served the earlier decision");
-        assert_eq!(d.policy_ids, vec!["after-hours"]);
+        assert_eq!(&*d.policy_ids, ["after-hours"]);
         // Every other input is in the key: a different path, agent, query or
         // cosigned flag is decided afresh and agrees with evaluation.
         let e = engine(
@@ -418,7 +419,7 @@ mod tests {
         let r = route(false);
         let d = e.authorize(&req("GET", &r));
         assert!(!d.allowed);
-        assert_eq!(d.policy_ids, vec!["no-app-reads"]);
+        assert_eq!(&*d.policy_ids, ["no-app-reads"]);
     }
 
     #[test]

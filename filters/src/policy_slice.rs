@@ -797,7 +797,9 @@ mod tests {
             })
             .collect();
         let sorted = |mut d: AuthzDecision| {
-            d.policy_ids.sort();
+            let mut ids = d.policy_ids.to_vec();
+            ids.sort();
+            d.policy_ids = ids.into();
             d
         };
         let (mut valid, mut skipped, mut decided_by, mut errored) = (0, 0, 0, 0);

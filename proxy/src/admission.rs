@@ -49,7 +49,6 @@ pub struct Admitted {
     pub credential: Arc<Secret>,
     /// The tenant's sanitizer from the same vault snapshot as `credential`.
     pub sanitizer: Arc<capgate_filters::sanitize::Sanitizer>,
-    pub policy_ids: Vec<String>,
     /// Set when the request is high-stakes and needs a cosigner before it may go.
     pub step_up: Option<StepUp>,
 }
@@ -60,7 +59,7 @@ pub struct StepUp {
     pub url: String,
     pub reasons: Vec<crate::approvals::RiskReason>,
     /// The authz policies that allow it once cosigned.
-    pub policy_ids_if_cosigned: Vec<String>,
+    pub policy_ids_if_cosigned: Arc<[String]>,
 }
 
 /// The outcome, with the route when one matched (for metrics and audit).
@@ -69,7 +68,8 @@ pub struct Decision {
     /// The normalised request path (no query), once it normalised.
     pub path: Option<String>,
     pub chain: Option<Arc<VerifiedChain>>,
-    pub policy_ids: Vec<String>,
+    /// The authz policies that decided (also those of an admitted request).
+    pub policy_ids: Arc<[String]>,
     pub cache_hit: Option<bool>,
     pub result: Result<Admitted, Refusal>,
 }
@@ -107,7 +107,7 @@ pub fn admit(state: &GatewayState, req: &RequestView<'_>) -> Decision {
         route: None,
         path: None,
         chain: None,
-        policy_ids: Vec::new(),
+        policy_ids: Arc::new([]),
         cache_hit: None,
         result: Err(Refusal::new(500, "internal", "admission did not run")),
     };
@@ -220,5 +220,5 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
         upstream_target.push('?');
         upstream_target.push_str(q);
     }
-    Ok(Admitted { chain, upstream_target, credential, sanitizer, policy_ids: decision.policy_ids.clone(), step_up })
+    Ok(Admitted { chain, upstream_target, credential, sanitizer, step_up })
 }

@@ -41,7 +41,7 @@ pub struct RequestCtx {
     pub credential: Option<Arc<Secret>>,
     /// The tenant's sanitizer, from the same vault snapshot as `credential`.
     pub sanitizer: Option<Arc<capgate_filters::sanitize::Sanitizer>>,
-    pub policy_ids: Vec<String>,
+    pub policy_ids: Arc<[String]>,
     /// Set when capgate refused or failed the request: (status, code).
     pub refused: Option<(u16, &'static str)>,
     /// (cosigner CID, approver DID) when an approval released the request.
@@ -95,7 +95,7 @@ impl ProxyHttp for Gateway {
             upstream_target: String::new(),
             credential: None,
             sanitizer: None,
-            policy_ids: Vec::new(),
+            policy_ids: Arc::new([]),
             refused: None,
             cosigner: None,
             body: crate::response_sanitize::BodyHandling::None,
@@ -155,7 +155,6 @@ impl ProxyHttp for Gateway {
                 ctx.upstream_target = admitted.upstream_target;
                 ctx.credential = Some(admitted.credential);
                 ctx.sanitizer = Some(admitted.sanitizer);
-                ctx.policy_ids = admitted.policy_ids;
                 if let Some(step) = &admitted.step_up {
                     if let Some(refusal) = crate::step_up::release(&self.state, session, ctx, step).await? {
                         write_refusal(session, ctx, &refusal).await?;
@@ -165,8 +164,8 @@ impl ProxyHttp for Gateway {
                 // Budgets count calls that are about to go upstream.
                 let (route, chain) = (ctx.route.clone(), ctx.chain.clone());
                 if let (Some(route), Some(chain)) = (route, chain) {
-                    let method = session.req_header().method.as_str().to_owned();
-                    if let Err(refusal) = self.state.budgets.check(&route.name, &method, &chain, unix_now()) {
+                    let method = session.req_header().method.clone();
+                    if let Err(refusal) = self.state.budgets.check(&route.name, method.as_str(), &chain, unix_now()) {
                         write_refusal(session, ctx, &refusal).await?;
                         return Ok(true);
                     }
@@ -217,11 +216,11 @@ impl ProxyHttp for Gateway {
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "response for a request that was not admitted"))?;
         ctx.header_counts = crate::response_sanitize::scrub_headers(resp, &sanitizer)?;
-        let method = session.req_header().method.as_str().to_owned();
+        let method = session.req_header().method.clone();
         let chunked_ok = !session.is_http2() && session.req_header().version == http::Version::HTTP_11;
         let known_length = resp.headers.contains_key(http::header::CONTENT_LENGTH);
         let (handling, refused) =
-            crate::response_sanitize::plan(resp, &method, chunked_ok, &sanitizer, self.state.binary_policy, &ctx.request_id)?;
+            crate::response_sanitize::plan(resp, method.as_str(), chunked_ok, &sanitizer, self.state.binary_policy, &ctx.request_id)?;
         if let Some(code) = refused {
             ctx.refused = Some((502, code));
         }
@@ -327,7 +326,8 @@ impl ProxyHttp for Gateway {
             .collect::<Vec<_>>()
             .join(",");
         let chain = ctx.chain.as_ref();
-        use std::borrow::Cow::{Borrowed, Owned};
+        let token_cid = chain.map(|c| c.invocation.cid.text());
+        use std::borrow::Cow::Borrowed;
         let mut audited_redactions: Vec<(std::borrow::Cow<'_, str>, u64)> =
             counts.by_kind.iter().map(|(k, n)| (Borrowed(*k), *n)).collect();
         if counts.vault_echoes > 0 {
@@ -338,7 +338,7 @@ impl ProxyHttp for Gateway {
             tenant: Borrowed(chain.map(|c| &*c.tenant).unwrap_or(crate::audit::UNAUTHENTICATED)),
             request_id: Borrowed(&ctx.request_id),
             agent: chain.map(|c| Borrowed(c.agent())),
-            token_cid: chain.map(|c| Owned(c.invocation.cid.to_string())),
+            token_cid: token_cid.as_deref().map(Borrowed),
             cosigner_cid: ctx.cosigner.as_ref().map(|c| Borrowed(c.0.as_str())),
             approver: ctx.cosigner.as_ref().map(|c| Borrowed(c.1.as_str())),
             route: ctx.route.as_ref().map(|r| Borrowed(r.name.as_str())),
@@ -346,7 +346,7 @@ impl ProxyHttp for Gateway {
             path: ctx.path.as_deref().map(Borrowed),
             decision: Borrowed(decision),
             reason: Borrowed(reason),
-            policy_ids: Borrowed(&ctx.policy_ids),
+            policy_ids: Borrowed(&ctx.policy_ids[..]),
             upstream_status: if ctx.refused.is_none() && status > 0 { Some(status) } else { None },
             bytes_in: session.as_downstream().body_bytes_read() as u64,
             bytes_out: session.as_downstream().body_bytes_sent() as u64,
@@ -364,7 +364,7 @@ impl ProxyHttp for Gateway {
             reason,
             tenant = ctx.chain.as_ref().map(|c| &*c.tenant).unwrap_or("-"),
             agent = ctx.chain.as_ref().map(|c| c.agent()).unwrap_or("-"),
-            token_cid = %ctx.chain.as_ref().map(|c| c.invocation.cid.to_string()).unwrap_or_default(),
+            token_cid = token_cid.as_deref().unwrap_or(""),
             policies = %ctx.policy_ids.join(","),
             redactions = %redactions,
             cosigner_cid = ctx.cosigner.as_ref().map(|c| c.0.as_str()).unwrap_or("-"),

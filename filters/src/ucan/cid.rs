@@ -12,6 +12,8 @@ const CID_V1: u8 = 0x01;
 const RAW_CODEC: u8 = 0x55;
 const SHA2_256: u8 = 0x12;
 const DIGEST_LEN: u8 = 0x20;
+/// A rendered CID: `b` and the base32 of 36 bytes (58 characters).
+const TEXT_LEN: usize = 59;
 
 /// The sha2-256 digest that identifies a token.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,6 +28,17 @@ impl Cid {
     /// The raw sha2-256 digest.
     pub fn digest(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// The CID as text (`b…`), rendered on the stack.
+    pub fn text(&self) -> CidText {
+        let mut bytes = [0u8; 36];
+        bytes[..4].copy_from_slice(&[CID_V1, RAW_CODEC, SHA2_256, DIGEST_LEN]);
+        bytes[4..].copy_from_slice(&self.0);
+        let mut out = [b'b'; TEXT_LEN];
+        data_encoding::BASE32_NOPAD.encode_mut(&bytes, &mut out[1..]);
+        out[1..].make_ascii_lowercase();
+        CidText(out)
     }
 
     /// Parse a CID string. `None` if it is not a CIDv1 with a sha2-256 multihash.
@@ -47,14 +60,21 @@ impl Cid {
     }
 }
 
+/// A CID rendered as text without allocating ([`Cid::text`]); derefs to `str`.
+#[derive(Clone, Copy)]
+pub struct CidText([u8; TEXT_LEN]);
+
+impl std::ops::Deref for CidText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Always valid: `b` and base32 letters and digits.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for Cid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut bytes = [0u8; 36];
-        bytes[..4].copy_from_slice(&[CID_V1, RAW_CODEC, SHA2_256, DIGEST_LEN]);
-        bytes[4..].copy_from_slice(&self.0);
-        let mut s = data_encoding::BASE32_NOPAD.encode(&bytes);
-        s.make_ascii_lowercase();
-        write!(f, "b{s}")
+        f.write_str(&self.text())
     }
 }
 
@@ -73,6 +93,7 @@ mod tests {
         // `ipfs add --raw-leaves --cid-version 1` of "hello" gives this CID.
         let cid = Cid::of(b"hello");
         assert_eq!(cid.to_string(), "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq");
+        assert_eq!(&*cid.text(), "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq");
         assert_eq!(Cid::parse(&cid.to_string()), Some(cid));
     }
 

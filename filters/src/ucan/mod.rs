@@ -23,7 +23,7 @@ pub mod verifier;
 
 pub use capability::{Ability, Capability, HttpUrl, Resource, Scheme};
 pub use chain::VerifiedChain;
-pub use cid::Cid;
+pub use cid::{Cid, CidText};
 pub use token::{Token, TokenError};
 pub use verifier::{Verified, Verifier, VerifierConfig};
 
