@@ -21,6 +21,11 @@
 //! - the response has been written: `logging` clears it first thing, which
 //!   sends everything queued at once.
 //!
+//! The socket: pingora's `UniqueID` of an HTTP/1.x stream is its descriptor.
+//! That is how pingora builds it, not a documented promise, so capgate
+//! touches the descriptor only after checking that its peer is this
+//! session's client address (one `getpeername`); otherwise nothing is corked.
+//!
 //! While corked the kernel still sends every full segment at once, and never
 //! holds a partial one for longer than 200 ms. Only the time at which the agent
 //! sees the head of a slow upstream's response can move, never the time it has
@@ -37,12 +42,15 @@ pub struct Cork {
 
 impl Cork {
     /// Cork the agent's connection of `session`. `None` when it is not a
-    /// plain HTTP/1.x connection over a socket or the option cannot be set.
+    /// plain HTTP/1.x connection over TCP or the option cannot be set.
     pub fn set(session: &Session) -> Option<Cork> {
-        // The listener is TCP; an HTTP/1.x session's stream id is its socket's
-        // descriptor. 0–2 would be the standard streams, never a connection.
-        let fd = session.as_downstream().stream().map(|s| pingora::protocols::UniqueID::id(&**s))?;
-        (fd > 2 && set_cork(fd, true)).then_some(Cork { fd })
+        let downstream = session.as_downstream();
+        // pingora names an HTTP/1.x stream by its socket's descriptor (its
+        // `UniqueID`). That is how it is built, not a promise, so the
+        // descriptor is used only once its peer is this session's client.
+        let fd = downstream.stream().map(|s| pingora::protocols::UniqueID::id(&**s))?;
+        let client = *downstream.client_addr()?.as_inet()?;
+        (fd > 2 && peer_of(fd) == Some(client) && set_cork(fd, true)).then_some(Cork { fd })
     }
 
     /// Clear the cork: the kernel sends what is queued now.
@@ -51,24 +59,31 @@ impl Cork {
     }
 }
 
+/// The socket behind `fd`, borrowed for one call. `fd` must be open: the
+/// callers hold the session that owns it.
+#[cfg(target_os = "linux")]
+fn with_socket<T>(fd: i32, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
+    // SAFETY: `fd` (> 2, checked by the callers) belongs to a live downstream
+    // session for the whole call, and the borrow does not outlive the call.
+    // A descriptor that is not a TCP socket makes the socket calls fail
+    // (ENOTSOCK, EOPNOTSUPP); nothing is closed or changed.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    f(socket2::SockRef::from(&fd))
+}
+
+#[cfg(target_os = "linux")]
+fn peer_of(fd: i32) -> Option<std::net::SocketAddr> {
+    with_socket(fd, |s| s.peer_addr().ok()?.as_socket())
+}
+
 #[cfg(target_os = "linux")]
 fn set_cork(fd: i32, on: bool) -> bool {
-    let value: libc::c_int = on.into();
-    // SAFETY: `fd` is the socket of a live downstream session (the caller holds
-    // the session for the duration of the call); setsockopt reads exactly
-    // `size_of::<c_int>()` bytes from `value`, which outlives the call. A
-    // descriptor that is not a TCP socket makes it fail (ENOTSOCK,
-    // EOPNOTSUPP) and nothing changes.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_CORK,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
+    with_socket(fd, |s| s.set_tcp_cork(on).is_ok())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn peer_of(_fd: i32) -> Option<std::net::SocketAddr> {
+    None
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -78,16 +93,11 @@ fn set_cork(_fd: i32, _on: bool) -> bool {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use super::set_cork;
+    use super::{peer_of, set_cork};
     use std::os::fd::AsRawFd;
 
     fn corked(fd: i32) -> bool {
-        let mut v: libc::c_int = -1;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: reads at most `len` bytes into `v`, a live stack value.
-        let rc = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_CORK, (&mut v as *mut libc::c_int).cast(), &mut len) };
-        assert_eq!(rc, 0, "getsockopt");
-        v != 0
+        super::with_socket(fd, |s| s.tcp_cork().expect("getsockopt"))
     }
 
     #[test]
@@ -95,6 +105,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let fd = client.as_raw_fd();
+        assert_eq!(peer_of(fd), Some(listener.local_addr().expect("addr")));
         assert!(!corked(fd));
         assert!(set_cork(fd, true));
         assert!(corked(fd));
@@ -106,7 +117,9 @@ mod tests {
     fn refuses_what_is_not_a_tcp_socket() {
         let file = std::fs::File::open("/proc/self/stat").expect("open");
         assert!(!set_cork(file.as_raw_fd(), true));
+        assert_eq!(peer_of(file.as_raw_fd()), None);
         let (a, _b) = std::os::unix::net::UnixStream::pair().expect("pair");
         assert!(!set_cork(a.as_raw_fd(), true));
+        assert_eq!(peer_of(a.as_raw_fd()), None);
     }
 }
