@@ -235,14 +235,14 @@ impl ProxyHttp for Gateway {
     /// Decode and sanitize the body as it streams.
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
         if !end_of_stream {
             if let Some(cork) = ctx.cork.take() {
-                cork.release();
+                cork.release(session);
             }
         }
         if let Err(e) = crate::response_sanitize::filter_chunk(&mut ctx.body, body, end_of_stream) {
@@ -285,7 +285,7 @@ impl ProxyHttp for Gateway {
     /// Metrics and the access log line, for every request.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         if let Some(cork) = ctx.cork.take() {
-            cork.release();
+            cork.release(session);
         }
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let (decision, reason) = match ctx.refused {

@@ -33,8 +33,8 @@
 
 use pingora::proxy::Session;
 
-/// A corked downstream socket. Clear it with [`Cork::release`] while the
-/// session is alive (the descriptor belongs to the session).
+/// A corked downstream socket, cleared with [`Cork::release`] on the same
+/// session (the descriptor belongs to it).
 #[derive(Debug)]
 pub struct Cork {
     fd: i32,
@@ -48,19 +48,29 @@ impl Cork {
         // pingora names an HTTP/1.x stream by its socket's descriptor (its
         // `UniqueID`). That is how it is built, not a promise, so the
         // descriptor is used only once its peer is this session's client.
-        let fd = downstream.stream().map(|s| pingora::protocols::UniqueID::id(&**s))?;
+        let fd = stream_id(session)?;
         let client = *downstream.client_addr()?.as_inet()?;
         (fd > 2 && peer_of(fd) == Some(client) && set_cork(fd, true)).then_some(Cork { fd })
     }
 
-    /// Clear the cork: the kernel sends what is queued now.
-    pub fn release(self) {
-        set_cork(self.fd, false);
+    /// Clear the cork: the kernel sends what is queued now. `session` must
+    /// be the one the cork was set on, still open; if its stream is no longer
+    /// the corked descriptor, nothing is touched.
+    pub fn release(self, session: &Session) {
+        if stream_id(session) == Some(self.fd) {
+            set_cork(self.fd, false);
+        }
     }
 }
 
-/// The socket behind `fd`, borrowed for one call. `fd` must be open: the
-/// callers hold the session that owns it.
+/// The id pingora gives the session's HTTP/1.x stream (its descriptor).
+fn stream_id(session: &Session) -> Option<i32> {
+    session.as_downstream().stream().map(|s| pingora::protocols::UniqueID::id(&**s))
+}
+
+/// The socket behind `fd`, borrowed for one call. `fd` must be open for the
+/// call: [`Cork`] passes only the descriptor of the session it is given,
+/// checked against that session's stream.
 #[cfg(target_os = "linux")]
 fn with_socket<T>(fd: i32, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
     // SAFETY: `fd` (> 2, checked by the callers) belongs to a live downstream

@@ -153,6 +153,30 @@ async fn respond(
             let stream = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
             hyper::Response::builder().header("content-type", "text/event-stream").body(stream.boxed()).expect("response")
         }
+        "/length-in-parts" => {
+            // A body of declared length in two parts; the second waits for `go`.
+            let first = Bytes::from_static(b"{\"part\":1,");
+            let second = Bytes::from(format!("\"key\":\"{FAKE_AWS_KEY}\"}}"));
+            let total = first.len() + second.len();
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(2);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(hyper::body::Frame::data(first))).await;
+                for _ in 0..1000 {
+                    if go.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                sent_second.store(true, Ordering::SeqCst);
+                let _ = tx.send(Ok(hyper::body::Frame::data(second))).await;
+            });
+            let stream = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            hyper::Response::builder()
+                .header("content-type", "application/json")
+                .header("content-length", total)
+                .body(stream.boxed())
+                .expect("response")
+        }
         "/big" => {
             // 50 MiB of JSON lines with a fake secret every 64 KiB, streamed.
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(2);

@@ -67,7 +67,8 @@ pub struct CidText([u8; TEXT_LEN]);
 impl std::ops::Deref for CidText {
     type Target = str;
     fn deref(&self) -> &str {
-        // Always valid: `b` and base32 letters and digits.
+        // `b` and base32 letters and digits: always ASCII.
+        debug_assert!(self.0.is_ascii());
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
