@@ -102,6 +102,31 @@ fn compress(coding: &str, data: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A body sent in two parts: `first` at once, `second` once a test sets `go`
+/// (or after 10 s), with `sent_second` set just before it goes.
+fn second_part_on_go(
+    first: Bytes,
+    second: Bytes,
+    go: Arc<std::sync::atomic::AtomicBool>,
+    sent_second: Arc<std::sync::atomic::AtomicBool>,
+) -> BoxBody {
+    use http_body_util::BodyExt as _;
+    use std::sync::atomic::Ordering;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(2);
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(hyper::body::Frame::data(first))).await;
+        for _ in 0..1000 {
+            if go.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sent_second.store(true, Ordering::SeqCst);
+        let _ = tx.send(Ok(hyper::body::Frame::data(second))).await;
+    });
+    http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed()
+}
+
 /// The canned responses, by request path.
 async fn respond(
     seen: &Seen,
@@ -109,7 +134,6 @@ async fn respond(
     sent_second: Arc<std::sync::atomic::AtomicBool>,
 ) -> hyper::Response<BoxBody> {
     use http_body_util::BodyExt as _;
-    use std::sync::atomic::Ordering;
     let path = seen.uri.split('?').next().unwrap_or("");
     let json = |body: String| hyper::Response::builder().header("content-type", "application/json").body(full(body)).expect("response");
     match path {
@@ -137,44 +161,21 @@ async fn respond(
             .body(full([b"\x89PNG\r\n\x1a\n".as_slice(), FAKE_AWS_KEY.as_bytes(), &[0xff, 0xfe, 0x00]].concat()))
             .expect("response"),
         "/sse" => {
-            let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(4);
-            tokio::spawn(async move {
-                let _ = tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"data: {\"n\":1,\"text\":\"hello\"}\n\n")))).await;
-                for _ in 0..1000 {
-                    if go.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                let second = format!("data: {{\"n\":2,\"text\":\"key {FAKE_AWS_KEY}\"}}\n\n");
-                sent_second.store(true, Ordering::SeqCst);
-                let _ = tx.send(Ok(hyper::body::Frame::data(Bytes::from(second)))).await;
-            });
-            let stream = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-            hyper::Response::builder().header("content-type", "text/event-stream").body(stream.boxed()).expect("response")
+            let first = Bytes::from_static(b"data: {\"n\":1,\"text\":\"hello\"}\n\n");
+            let second = Bytes::from(format!("data: {{\"n\":2,\"text\":\"key {FAKE_AWS_KEY}\"}}\n\n"));
+            let body = second_part_on_go(first, second, go, sent_second);
+            hyper::Response::builder().header("content-type", "text/event-stream").body(body).expect("response")
         }
         "/length-in-parts" => {
-            // A body of declared length in two parts; the second waits for `go`.
+            // A body of declared length in two parts.
             let first = Bytes::from_static(b"{\"part\":1,");
             let second = Bytes::from(format!("\"key\":\"{FAKE_AWS_KEY}\"}}"));
             let total = first.len() + second.len();
-            let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(2);
-            tokio::spawn(async move {
-                let _ = tx.send(Ok(hyper::body::Frame::data(first))).await;
-                for _ in 0..1000 {
-                    if go.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                sent_second.store(true, Ordering::SeqCst);
-                let _ = tx.send(Ok(hyper::body::Frame::data(second))).await;
-            });
-            let stream = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            let body = second_part_on_go(first, second, go, sent_second);
             hyper::Response::builder()
                 .header("content-type", "application/json")
                 .header("content-length", total)
-                .body(stream.boxed())
+                .body(body)
                 .expect("response")
         }
         "/big" => {

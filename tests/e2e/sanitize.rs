@@ -169,43 +169,63 @@ fn head_requests_stay_correct() {
     assert!(r.text().expect("body").contains("[REDACTED:aws_access_key_id]"));
 }
 
-/// Read one chunked HTTP/1.1 response: the lower-cased head and the body.
-fn read_chunked(r: &mut impl std::io::BufRead) -> (String, Vec<u8>) {
+/// A raw keep-alive connection to the gateway: the stream (to write to and
+/// inspect) and a buffered reader over a clone of it.
+fn raw_connection(g: &Gateway) -> (std::net::TcpStream, std::io::BufReader<std::net::TcpStream>) {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    (stream, reader)
+}
+
+/// Read a response head, lower-cased, up to the empty line.
+fn read_head(r: &mut impl std::io::BufRead) -> String {
     let mut head = String::new();
     loop {
         let mut line = String::new();
         r.read_line(&mut line).expect("head line");
         if line == "\r\n" {
-            break;
+            return head;
         }
         head.push_str(&line.to_ascii_lowercase());
     }
-    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+}
+
+/// Read one chunk; `None` for the last (zero-length) chunk.
+fn read_chunk(r: &mut impl std::io::BufRead) -> Option<Vec<u8>> {
+    let mut size = String::new();
+    r.read_line(&mut size).expect("chunk size");
+    let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
+    let mut chunk = vec![0u8; n + 2];
+    r.read_exact(&mut chunk).expect("chunk");
+    chunk.truncate(n);
+    (n > 0).then_some(chunk)
+}
+
+/// Read the remaining chunks of a body, to the last chunk.
+fn read_chunks(r: &mut impl std::io::BufRead) -> Vec<u8> {
     let mut body = Vec::new();
-    loop {
-        let mut size = String::new();
-        r.read_line(&mut size).expect("chunk size");
-        let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
-        let mut chunk = vec![0u8; n + 2];
-        r.read_exact(&mut chunk).expect("chunk");
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
+    while let Some(chunk) = read_chunk(r) {
+        body.extend_from_slice(&chunk);
     }
-    (head, body)
+    body
+}
+
+/// Read one chunked HTTP/1.1 response: the lower-cased head and the body.
+fn read_chunked(r: &mut impl std::io::BufRead) -> (String, Vec<u8>) {
+    let head = read_head(r);
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    (head, read_chunks(r))
 }
 
 #[test]
 fn sanitized_responses_are_chunked_and_keep_the_connection_alive() {
-    use std::io::{BufReader, Write};
+    use std::io::Write;
     let g = Gateway::start(GatewayOpts::default());
     let up = g.upstream.url();
     let deleg = g.delegation(&up, "http/*");
-    let stream = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut w = stream.try_clone().expect("clone");
-    let mut r = BufReader::new(stream);
+    let (stream, mut r) = raw_connection(&g);
+    let mut w = &stream;
     for i in 0..2 {
         let tok = g.invocation(&up, "http/GET", &deleg);
         write!(w, "GET /svc/secrets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
@@ -235,14 +255,12 @@ fn data_segments_in(s: &std::net::TcpStream) -> u32 {
 /// connection are not held until the kernel's 200 ms limit.
 #[test]
 fn a_small_sanitized_reply_leaves_in_one_segment() {
-    use std::io::{BufReader, Write};
+    use std::io::Write;
     let g = Gateway::start(GatewayOpts::default());
     let up = g.upstream.url();
     let deleg = g.delegation(&up, "http/*");
-    let stream = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut w = stream.try_clone().expect("clone");
-    let mut r = BufReader::new(stream.try_clone().expect("clone"));
+    let (stream, mut r) = raw_connection(&g);
+    let mut w = &stream;
     let (mut elapsed, mut segments) = (Vec::new(), Vec::new());
     for i in 0..5 {
         let tok = g.invocation(&up, "http/GET", &deleg);
@@ -270,49 +288,23 @@ fn a_small_sanitized_reply_leaves_in_one_segment() {
 /// when the kernel's 200 ms timer fired.
 #[test]
 fn a_body_of_known_length_arriving_in_parts_is_not_held() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let g = Gateway::start(GatewayOpts::default());
     let up = g.upstream.url();
     let deleg = g.delegation(&up, "http/*");
-    let stream = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut w = stream.try_clone().expect("clone");
-    let mut r = BufReader::new(stream.try_clone().expect("clone"));
+    let (stream, mut r) = raw_connection(&g);
+    let mut w = &stream;
     let tok = g.invocation(&up, "http/GET", &deleg);
     let before = data_segments_in(&stream);
     write!(w, "GET /svc/length-in-parts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).expect("head line");
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line.to_ascii_lowercase());
-    }
+    let head = read_head(&mut r);
     assert!(head.starts_with("http/1.1 200") && head.contains("transfer-encoding: chunked"), "{head}");
-    let mut size = String::new();
-    r.read_line(&mut size).expect("chunk size");
-    let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
-    let mut first = vec![0u8; n + 2];
-    r.read_exact(&mut first).expect("first part");
+    let first = read_chunk(&mut r).expect("a first part");
     assert!(String::from_utf8_lossy(&first).contains("\"part\":1"), "{}", String::from_utf8_lossy(&first));
     assert!(!g.upstream.sent_second.load(Ordering::SeqCst), "the first part arrived only after the upstream sent the rest");
     assert_eq!(data_segments_in(&stream) - before, 2, "the head and the first part were held and sent together");
     g.upstream.go.store(true, Ordering::SeqCst);
-    let mut rest = Vec::new();
-    loop {
-        let mut size = String::new();
-        r.read_line(&mut size).expect("chunk size");
-        let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
-        let mut chunk = vec![0u8; n + 2];
-        r.read_exact(&mut chunk).expect("chunk");
-        if n == 0 {
-            break;
-        }
-        rest.extend_from_slice(&chunk[..n]);
-    }
-    let body = [&first[..n], &rest[..]].concat();
+    let body = [first, read_chunks(&mut r)].concat();
     let v: serde_json::Value = serde_json::from_slice(&body).expect("the reply is JSON");
     assert_eq!(v["key"], "[REDACTED:aws_access_key_id]");
 }
