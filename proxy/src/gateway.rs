@@ -164,8 +164,8 @@ impl ProxyHttp for Gateway {
                 // Budgets count calls that are about to go upstream.
                 let (route, chain) = (ctx.route.clone(), ctx.chain.clone());
                 if let (Some(route), Some(chain)) = (route, chain) {
-                    let method = session.req_header().method.clone();
-                    if let Err(refusal) = self.state.budgets.check(&route.name, method.as_str(), &chain, unix_now()) {
+                    let method = session.req_header().method.as_str();
+                    if let Err(refusal) = self.state.budgets.check(&route.name, method, &chain, unix_now()) {
                         write_refusal(session, ctx, &refusal).await?;
                         return Ok(true);
                     }
@@ -216,11 +216,11 @@ impl ProxyHttp for Gateway {
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "response for a request that was not admitted"))?;
         ctx.header_counts = crate::response_sanitize::scrub_headers(resp, &sanitizer)?;
-        let method = session.req_header().method.clone();
+        let method = session.req_header().method.as_str();
         let chunked_ok = !session.is_http2() && session.req_header().version == http::Version::HTTP_11;
         let known_length = resp.headers.contains_key(http::header::CONTENT_LENGTH);
         let (handling, refused) =
-            crate::response_sanitize::plan(resp, method.as_str(), chunked_ok, &sanitizer, self.state.binary_policy, &ctx.request_id)?;
+            crate::response_sanitize::plan(resp, method, chunked_ok, &sanitizer, self.state.binary_policy, &ctx.request_id)?;
         if let Some(code) = refused {
             ctx.refused = Some((502, code));
         }
