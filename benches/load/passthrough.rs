@@ -1,5 +1,6 @@
 //! The load harness's bare pingora passthrough: the same pingora build as
-//! capgate, one trivial `request_filter`, upstream keep-alive, nothing else.
+//! capgate, one trivial `request_filter`, upstream keep-alive, and like
+//! capgate's agent listener HTTP/1.x and h2c on the same port; nothing else.
 //! `bench-passthrough LISTEN_PORT UPSTREAM_PORT THREADS [WORK_STEALING true|false]`
 
 use async_trait::async_trait;
@@ -33,6 +34,11 @@ fn main() {
     server.bootstrap();
     let mut svc = pingora::proxy::http_proxy_service(&server.configuration, Pass { upstream });
     svc.add_tcp(&format!("127.0.0.1:{listen}"));
+    if let Some(app) = svc.app_logic_mut() {
+        let mut opts = pingora::apps::HttpServerOptions::default();
+        opts.h2c = true;
+        app.server_options = Some(opts);
+    }
     server.add_service(svc);
     server.run_forever();
 }

@@ -1,5 +1,6 @@
-//! The load harness's upstream: a minimal HTTP/1.1 keep-alive server that
-//! answers every request with a tiny JSON body. Loopback only.
+//! The load harness's upstream: a minimal keep-alive server, HTTP/1.1 or
+//! HTTP/2 with prior knowledge (h2c) on the same port, that answers every
+//! request with a tiny JSON body. Loopback only.
 //! `bench-upstream PORT`
 
 use http_body_util::Full;
@@ -24,7 +25,8 @@ fn main() {
                             .expect("response"),
                     )
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                let server = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let _ = server.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
             });
         }
     });

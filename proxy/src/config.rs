@@ -80,6 +80,11 @@ pub struct ServerSection {
     /// 64 KiB, which an idle keep-alive connection holds for its lifetime).
     #[serde(default = "default_read_buffer")]
     pub read_buffer_bytes: usize,
+    /// Serve HTTP/2 with prior knowledge (h2c) on the plaintext listener,
+    /// next to HTTP/1.x: a connection that opens with the HTTP/2 preface is
+    /// served as HTTP/2, any other as HTTP/1.
+    #[serde(default = "default_true")]
+    pub h2c: bool,
 }
 
 fn default_listen() -> String {
@@ -112,6 +117,7 @@ impl Default for ServerSection {
             upstream_connect_timeout_secs: default_connect_timeout(),
             upstream_read_timeout_secs: default_read_timeout(),
             read_buffer_bytes: default_read_buffer(),
+            h2c: true,
         }
     }
 }
@@ -616,6 +622,8 @@ path = "state.json"
         let c = Config::parse(GOOD, Path::new("/etc/capgate/config.toml")).expect("valid");
         assert_eq!(c.server.listen, "127.0.0.1:8080");
         assert_eq!(c.server.admin_listen, "127.0.0.1:9090");
+        assert!(c.server.h2c, "HTTP/2 with prior knowledge is on unless switched off");
+        assert!(!Config::parse(&GOOD.replace("[server]", "[server]\nh2c = false"), Path::new("/c.toml")).expect("valid").server.h2c);
         assert_eq!(c.ucan.max_lifetime_secs, 60);
         assert_eq!(c.ucan.clock_skew_secs, 5);
         assert!(c.ucan.replay_protection);

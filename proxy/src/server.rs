@@ -36,6 +36,9 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
     // is sized by config because every idle keep-alive connection holds it.
     let buffers = L4BufferSettings::new(cfg.server.read_buffer_bytes, pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE);
     proxy.add_listener(ListenerConfig::tcp(cfg.server.listen.as_str()).l4_buffer(buffers));
+    if let Some(app) = proxy.app_logic_mut() {
+        app.server_options = Some(agent_listener_options(&cfg));
+    }
     server.add_service(proxy);
 
     let mut admin = Service::new("capgate admin".to_owned(), AdminApp { state: state.clone() });
@@ -61,10 +64,28 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
+/// How the agent listener speaks HTTP. With `server.h2c`, pingora reads the
+/// first 24 bytes of each new connection and serves it as HTTP/2 when they
+/// are the HTTP/2 preface (prior knowledge, RFC 9113 §3.3), as HTTP/1.x
+/// otherwise. pingora bounds each HTTP/2 connection at 100 concurrent
+/// streams and 64 KiB of decoded headers; an idle one is closed after the
+/// same 60 s an idle HTTP/1.1 keep-alive connection gets.
+fn agent_listener_options(cfg: &Config) -> pingora::apps::HttpServerOptions {
+    let mut opts = pingora::apps::HttpServerOptions::default();
+    opts.h2c = cfg.server.h2c;
+    opts.h2_idle_timeout = Some(std::time::Duration::from_secs(H2_IDLE_TIMEOUT_SECS));
+    opts
+}
+
+/// Seconds before an idle HTTP/2 agent connection is closed: the keep-alive
+/// timeout pingora gives an idle HTTP/1.1 one.
+const H2_IDLE_TIMEOUT_SECS: u64 = 60;
+
 fn print_banner(cfg: &Config, state: &GatewayState, boot: Option<&crate::dev::Bootstrapped>) {
     tracing::info!(
         listen = %cfg.server.listen,
         admin = %cfg.server.admin_listen,
+        h2c = cfg.server.h2c,
         gateway_did = %state.gateway_did,
         routes = cfg.routes.len(),
         tenants = cfg.tenants.len(),

@@ -283,6 +283,8 @@ pub struct GatewayOpts {
     pub extra_config: String,
     /// `[audit] enabled = false`.
     pub audit_disabled: bool,
+    /// `[server] h2c`.
+    pub h2c: bool,
 }
 
 impl Default for GatewayOpts {
@@ -299,6 +301,7 @@ impl Default for GatewayOpts {
             hold_secs: 0,
             extra_config: String::new(),
             audit_disabled: false,
+            h2c: true,
         }
     }
 }
@@ -363,6 +366,7 @@ listen = "127.0.0.1:{port}"
 admin_listen = "127.0.0.1:{admin_port}"
 threads = 1
 identity_key = "gateway.pem"
+h2c = {h2c}
 
 [ucan]
 max_lifetime_secs = 60
@@ -433,6 +437,7 @@ approval_ttl_secs = 600
             dead = free_port(),
             binary = if opts.binary_block { "block" } else { "pass" },
             audit_enabled = !opts.audit_disabled,
+            h2c = opts.h2c,
             operator = did(&operator_key),
             approver = did(&approver_key),
             hold = opts.hold_secs,

@@ -5,6 +5,7 @@
 mod audit;
 mod governance;
 mod harness;
+mod http2;
 mod interop;
 mod pipeline;
 mod reasons;

@@ -1,0 +1,172 @@
+//! HTTP/2 with prior knowledge (h2c) on the agent listener: the same
+//! pipeline as HTTP/1.1, from curl and from an HTTP/2 client that
+//! multiplexes many requests on one connection.
+
+use crate::harness::*;
+use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+fn h2_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().http2_prior_knowledge().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// A GET over HTTP/2 with a fresh token for the whole upstream.
+fn h2_get(g: &Gateway, client: &reqwest::blocking::Client, path: &str) -> reqwest::blocking::Response {
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/GET");
+    let inv = g.invocation(&up, "http/GET", &deleg);
+    client.get(g.url(path)).header("authorization", format!("Bearer {inv}")).header("ucans", deleg).send().expect("request")
+}
+
+/// Established TCP connections whose local port is `port` (the gateway's
+/// side of its agent connections), from /proc/net/tcp.
+fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 3 && f[1].ends_with(&local) && f[3] == "01")
+        .count()
+}
+
+#[test]
+fn curl_over_h2c_is_admitted_sanitized_and_refused_like_http1() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/GET");
+    let inv = g.invocation(&up, "http/GET", &deleg);
+    let curl = |auth: Option<&str>| {
+        let mut c = std::process::Command::new("curl");
+        c.args(["-s", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}"]);
+        if let Some(t) = auth {
+            c.args(["-H", &format!("authorization: Bearer {t}"), "-H", &format!("ucans: {deleg}")]);
+        }
+        let out = c.arg(g.url("/svc/secrets")).output().expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').expect("curl's status line");
+        (body.to_owned(), status.to_owned())
+    };
+
+    let (body, status) = curl(Some(&inv));
+    assert_eq!(status, "2 200", "served as HTTP/2: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["aws"], "[REDACTED:aws_access_key_id]");
+    assert_eq!(v["hidden"], "abc", "invisible characters stripped");
+    let seen = g.upstream.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("authorization"), Some("Bearer upstream-secret-0123456789"), "the vaulted credential, not the UCAN");
+    assert_eq!(seen[0].header("host"), Some(&up["http://".len()..]), "the upstream's authority, not the gateway's");
+    assert!(seen[0].header("ucans").is_none());
+
+    // Refusals over HTTP/2 are the same JSON with the same reason codes.
+    let refused = |(body, status): (String, String)| -> serde_json::Value {
+        assert_eq!(status, "2 401", "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON refusal");
+        assert_eq!(v["request_id"].as_str().map(str::len), Some(32), "{body}");
+        assert!(v["reason"].as_str().is_some_and(|r| !r.is_empty()), "{body}");
+        v
+    };
+    assert_eq!(refused(curl(Some(&inv)))["error"], "replayed");
+    assert_eq!(refused(curl(None))["error"], "token_missing");
+    assert_eq!(g.upstream.requests().len(), 1, "refused requests never reach the upstream");
+}
+
+#[test]
+fn many_concurrent_streams_on_one_connection_each_get_their_own_decision() {
+    let g = Gateway::start(GatewayOpts::default());
+    let client = h2_client();
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/GET");
+    // 24 fresh invocations and one replayed: every stream is admitted,
+    // refused and audited on its own.
+    let mut tokens: Vec<String> = (0..24).map(|_| g.invocation(&up, "http/GET", &deleg)).collect();
+    tokens.push(tokens[0].clone());
+    let replies: Vec<(u16, reqwest::Version, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = tokens
+            .iter()
+            .map(|t| {
+                let (client, deleg, url) = (&client, &deleg, g.url("/svc/echo-auth"));
+                s.spawn(move || {
+                    let r = client.get(url).header("authorization", format!("Bearer {t}")).header("ucans", deleg).send().expect("request");
+                    (r.status().as_u16(), r.version(), r.text().expect("body"))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert!(replies.iter().all(|(_, v, _)| *v == reqwest::Version::HTTP_2));
+    let ok: Vec<&String> = replies.iter().filter(|(s, _, _)| *s == 200).map(|(_, _, b)| b).collect();
+    let replayed = replies.iter().filter(|(s, _, b)| *s == 401 && b.contains("\"replayed\"")).count();
+    assert_eq!((ok.len(), replayed), (24, 1), "{replies:?}");
+    for body in ok {
+        let v: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(v["you_sent"], "Bearer [REDACTED:bearer_token]", "{body}");
+    }
+    let seen = g.upstream.requests();
+    assert_eq!(seen.len(), 24);
+    let mut ids: Vec<&str> = seen.iter().filter_map(|s| s.header("x-request-id")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 24, "one request id per stream");
+    assert_eq!(established_to(g.port), 1, "all 25 streams shared one connection");
+    drop(client);
+    let m = g.metrics_with(r#"capgate_requests_total{decision="allow",method="GET",reason="ok",route="svc"} 24"#);
+    assert!(m.contains(r#"capgate_requests_total{decision="allow",method="GET",reason="ok",route="svc"} 24"#), "{m}");
+}
+
+#[test]
+fn a_request_body_is_forwarded_over_http2() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/POST");
+    let inv = g.invocation(&format!("{up}/repos/x"), "http/POST", &deleg);
+    let body = "{\"name\":\"x\"}".repeat(2000);
+    let r = send(
+        h2_client()
+            .post(g.url("/svc/repos/x"))
+            .header("authorization", format!("Bearer {inv}"))
+            .header("ucans", deleg)
+            .header("content-type", "application/json")
+            .body(body.clone()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let seen = g.upstream.requests();
+    assert_eq!((seen[0].method.as_str(), seen[0].uri.as_str()), ("POST", "/repos/x"));
+    assert_eq!(seen[0].body, body.as_bytes(), "the whole body, in order");
+}
+
+#[test]
+fn sse_over_http2_flows_event_by_event() {
+    let g = Gateway::start(GatewayOpts::default());
+    let mut r = h2_get(&g, &h2_client(), "/svc/sse");
+    assert_eq!((r.status().as_u16(), r.version()), (200, reqwest::Version::HTTP_2));
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains("\n\n") {
+        assert!(Instant::now() < deadline, "the first event did not arrive on its own");
+        let n = r.read(&mut buf).expect("read");
+        assert!(n > 0, "stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(!g.upstream.sent_second.load(Ordering::SeqCst), "the first event arrived before the upstream sent the second");
+    g.upstream.go.store(true, Ordering::SeqCst);
+    r.read_to_end(&mut got).expect("rest");
+    let all = String::from_utf8_lossy(&got);
+    assert!(all.ends_with("data: {\"n\":2,\"text\":\"key [REDACTED:aws_access_key_id]\"}\n\n"), "{all}");
+}
+
+#[test]
+fn with_h2c_off_the_listener_speaks_only_http1() {
+    let g = Gateway::start(GatewayOpts { h2c: false, ..Default::default() });
+    assert_eq!(g.get("/svc/hello").status(), 200, "HTTP/1.1 is served");
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/GET");
+    let inv = g.invocation(&up, "http/GET", &deleg);
+    let r = h2_client().get(g.url("/svc/hello")).header("authorization", format!("Bearer {inv}")).header("ucans", deleg).send();
+    assert!(r.is_err(), "an HTTP/2 preface is not answered as HTTP/2: {r:?}");
+    assert_eq!(g.upstream.requests().len(), 1);
+}
