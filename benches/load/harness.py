@@ -3,9 +3,9 @@
 
     python3 benches/load/harness.py [--duration 10] [--rounds 3] [--soak 600]
 
-It builds the release binaries, installs wrk and nginx with apt when they are
-missing, starts the peers and runs three modes (`--modes`), then prints one
-markdown report and writes it to benches/load/RESULTS.md.
+It builds the release binaries, installs wrk, h2load and nginx with apt when
+they are missing, starts the peers and runs four modes (`--modes`), then
+prints one markdown report and writes it to benches/load/RESULTS.md.
 
 Targets:
   direct       the upstream itself (benches/load/upstream.rs, hyper)
@@ -29,6 +29,12 @@ Modes:
               direct.
   memory      --idle (default 1000) idle keep-alive connections, then wrk on
               top; RSS before, with the idle connections, after the load.
+  http2       h2load, HTTP/2 with prior knowledge (h2c), --connections in
+              flight as --h2-streams concurrent streams on each of
+              --connections / --h2-streams connections, interleaved round by
+              round: direct, nginx (its own h2c listener), the passthrough
+              and capgate with a reused token. h2load sends the same headers
+              on every request, so there is no fresh-token case here.
   --soak N    capgate with fresh tokens at --soak-rate for N seconds, RSS
               sampled every 10 s (600 for the 10-minute soak; off by default).
 
@@ -38,7 +44,7 @@ import argparse, os, re, shutil, signal, statistics, subprocess, sys, tempfile, 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.join(ROOT, "benches", "load")
-PORTS = {"upstream": 18081, "nginx": 18090, "passthrough": 18091, "capgate": 18092, "capgate_admin": 18093}
+PORTS = {"upstream": 18081, "nginx": 18090, "passthrough": 18091, "capgate": 18092, "capgate_admin": 18093, "nginx_h2c": 18094}
 TICK = os.sysconf("SC_CLK_TCK")
 procs = []
 
@@ -48,7 +54,7 @@ def sh(cmd, **kw):
 
 
 def ensure_tools():
-    missing = [p for p, b in (("wrk", "wrk"), ("nginx", "nginx")) if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
+    missing = [p for p, b in (("wrk", "wrk"), ("nghttp2-client", "h2load"), ("nginx", "nginx")) if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
     if missing:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         sh(sudo + ["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL)
@@ -140,6 +146,20 @@ def wrk(port, script, args, duration, connections):
             "socket_errors": errs.group(1) if errs else "", "p50": g("P50_US"), "p99": g("P99_US"), "p999": g("P999_US")}
 
 
+def h2load(port, path, headers, duration, connections, streams, logfile):
+    """HTTP/2 with prior knowledge; latency percentiles from h2load's per-request log."""
+    cmd = ["h2load", "-t2", f"-c{connections}", f"-m{streams}", f"-D{duration}", f"--log-file={logfile}"]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=duration + 60).stdout
+    rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))
+    total = int(re.search(r"requests: (\d+) total", out).group(1))
+    ok = int(re.search(r"status codes: (\d+) 2xx", out).group(1))
+    lat = sorted(int(line.split("\t")[2]) for line in open(logfile) if line.count("\t") == 2)
+    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000.0 if lat else float("nan")
+    return {"rps": rps, "requests": total, "non2xx": total - ok, "p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999)}
+
+
 def nginx_conf(tmp):
     conf = f"""
 worker_processes 2;
@@ -158,6 +178,13 @@ http {{
   server {{
     listen 127.0.0.1:{PORTS['nginx']};
     keepalive_requests 1000000;
+    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+  server {{
+    # HTTP/2 with prior knowledge (nginx 1.22: `http2` on a plaintext listen).
+    listen 127.0.0.1:{PORTS['nginx_h2c']} http2;
+    keepalive_requests 1000000;
+    http2_max_requests 1000000;
     location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
   }}
 }}
@@ -259,6 +286,14 @@ class Bench:
         return json.loads(out.strip().splitlines()[-1])
 
 
+def medians(results):
+    return {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_s_per_1k", "rss_mib", "non2xx")} for k, v in results.items()}
+
+
+def ratio(med, m, peer):
+    return f"{m['rps'] / med[peer]['rps']:.2f}" if peer in med else "–"
+
+
 THROUGHPUT_TARGETS = ("direct", "nginx", "passthrough", "capgate-reused", "capgate-reused-noaudit", "capgate-fresh")
 
 
@@ -283,19 +318,57 @@ def throughput(b):
             results[name].append(r)
             print(f"round {rnd + 1} {name:22s} {r['rps']:10.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  non-2xx {r['non2xx']}", flush=True)
             b.done(name, p)
-    med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_s_per_1k", "rss_mib", "non2xx")} for k, v in results.items()}
+    med = medians(results)
+    b.http1_rps = {k: m["rps"] for k, m in med.items()}
     lines = [
         f"**Throughput**: wrk -t2 -c{a.connections} -d{a.duration}s, {a.rounds} rounds interleaved, medians.",
         "",
         "| target | req/s | × nginx | × direct | p50 ms | p99 ms | p99.9 ms | CPU s / 1k req | peak RSS MiB | non-2xx |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    ratio = lambda m, peer: f"{m['rps'] / med[peer]['rps']:.2f}" if peer in med else "–"
     for k, m in med.items():
-        lines.append(f"| {k} | {m['rps']:.0f} | {ratio(m, 'nginx')} | {ratio(m, 'direct')} | {m['p50']:.2f} | {m['p99']:.2f} | {m['p999']:.2f} | {m['cpu_s_per_1k']:.3f} | {m['rss_mib']:.1f} | {m['non2xx']:.0f} |")
+        lines.append(f"| {k} | {m['rps']:.0f} | {ratio(med, m, 'nginx')} | {ratio(med, m, 'direct')} | {m['p50']:.2f} | {m['p99']:.2f} | {m['p999']:.2f} | {m['cpu_s_per_1k']:.3f} | {m['rss_mib']:.1f} | {m['non2xx']:.0f} |")
     if "capgate-reused" in med and "capgate-reused-noaudit" in med:
         audit_cost = 1 - med["capgate-reused"]["rps"] / med["capgate-reused-noaudit"]["rps"]
         lines += ["", f"Audit trail cost (capgate-reused vs capgate-reused-noaudit): {audit_cost * 100:.1f} % of throughput."]
+    return lines
+
+
+def http2(b):
+    """h2load over h2c against the same targets; reused token for capgate."""
+    a = b.a
+    streams = max(1, a.h2_streams)
+    conns = max(2, a.connections // streams)
+    results = {k: [] for k in ("direct", "nginx", "passthrough", "capgate-reused")}
+    for rnd in range(a.rounds):
+        for name in results:
+            p, port = b.server(name)
+            if name == "nginx":
+                port = PORTS["nginx_h2c"]
+            headers = []
+            if name.startswith("capgate"):
+                with open(b.tokens(1)) as f:
+                    ucans, tok = f.readline().strip(), f.readline().strip()
+                headers = [f"authorization: Bearer {tok}", f"ucans: {ucans}"]
+            pids = pids_of(p.pid)
+            t0 = cpu_ticks(pids)
+            r = h2load(port, b.path(name), headers, a.duration, conns, streams, os.path.join(b.tmp, "h2load.log"))
+            r["cpu_s_per_1k"] = (cpu_ticks(pids) - t0) / TICK / max(r["requests"], 1) * 1000
+            r["rss_mib"] = rss_kib(pids) / 1024
+            results[name].append(r)
+            print(f"round {rnd + 1} h2 {name:19s} {r['rps']:10.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  non-2xx {r['non2xx']}", flush=True)
+            b.done(name, p)
+    med = medians(results)
+    h1 = getattr(b, "http1_rps", {})
+    lines = [
+        f"**HTTP/2 (h2c, prior knowledge)**: h2load -t2 -c{conns} -m{streams} -D{a.duration} ({conns * streams} requests in flight, as in the wrk runs), {a.rounds} rounds interleaved, medians; latency from h2load's per-request log. capgate with a reused token (h2load repeats the same headers, so there is no fresh-token case).",
+        "",
+        "| target | req/s | × nginx | × direct | × its HTTP/1.1 req/s | p50 ms | p99 ms | p99.9 ms | CPU s / 1k req | peak RSS MiB | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k, m in med.items():
+        vs_h1 = f"{m['rps'] / h1[k]:.2f}" if h1.get(k) else "–"
+        lines.append(f"| {k} | {m['rps']:.0f} | {ratio(med, m, 'nginx')} | {ratio(med, m, 'direct')} | {vs_h1} | {m['p50']:.2f} | {m['p99']:.2f} | {m['p999']:.2f} | {m['cpu_s_per_1k']:.3f} | {m['rss_mib']:.1f} | {m['non2xx']:.0f} |")
     return lines
 
 
@@ -433,7 +506,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--pool", type=int, default=0, help="fresh tokens per run (default: enough for 20k req/s)")
-    ap.add_argument("--modes", default="throughput,latency,memory", help="comma-separated: throughput, latency, memory")
+    ap.add_argument("--modes", default="throughput,http2,latency,memory", help="comma-separated: throughput, http2, latency, memory")
+    ap.add_argument("--h2-streams", type=int, default=4, help="http2 mode: concurrent streams per connection")
     ap.add_argument("--rate", type=int, default=2000, help="latency mode: fixed request rate")
     ap.add_argument("--idle", type=int, default=1000, help="memory mode: idle keep-alive connections")
     ap.add_argument("--soak", type=int, default=0, help="also run a soak of this many seconds (600 for the 10-minute soak)")
@@ -455,7 +529,7 @@ def main():
         b = Bench(a, bins, tmp)
         sections = [f"Load harness, {datetime.date.today()}, {os.cpu_count()} cores ({cpu_model()}), everything on 127.0.0.1."]
         modes = [m.strip() for m in a.modes.split(",") if m.strip()]
-        for mode, fn in (("throughput", throughput), ("latency", latency), ("memory", memory)):
+        for mode, fn in (("throughput", throughput), ("http2", http2), ("latency", latency), ("memory", memory)):
             if mode in modes:
                 sections.append("\n".join(fn(b)))
         if a.soak:
