@@ -85,6 +85,11 @@ pub struct ServerSection {
     /// served as HTTP/2, any other as HTTP/1.
     #[serde(default = "default_true")]
     pub h2c: bool,
+    /// With h2c, seconds a new agent connection may stay silent before its
+    /// first bytes, and an HTTP/2 connection between streams, before it is
+    /// closed. (Between HTTP/1.1 requests pingora waits 60 s.)
+    #[serde(default = "default_h2c_idle_timeout")]
+    pub h2c_idle_timeout_secs: u64,
 }
 
 fn default_listen() -> String {
@@ -100,6 +105,9 @@ fn default_connect_timeout() -> u64 {
     5
 }
 fn default_read_timeout() -> u64 {
+    60
+}
+fn default_h2c_idle_timeout() -> u64 {
     60
 }
 fn default_read_buffer() -> usize {
@@ -118,6 +126,7 @@ impl Default for ServerSection {
             upstream_read_timeout_secs: default_read_timeout(),
             read_buffer_bytes: default_read_buffer(),
             h2c: true,
+            h2c_idle_timeout_secs: default_h2c_idle_timeout(),
         }
     }
 }
@@ -452,6 +461,9 @@ impl Config {
         if self.server.threads == 0 {
             return Err(self.invalid("server.threads", "must be at least 1"));
         }
+        if !(1..=3600).contains(&self.server.h2c_idle_timeout_secs) {
+            return Err(self.invalid("server.h2c_idle_timeout_secs", "must be between 1 and 3600"));
+        }
         if self.ucan.max_lifetime_secs == 0 {
             return Err(self.invalid("ucan.max_lifetime_secs", "must be at least 1"));
         }
@@ -624,6 +636,7 @@ path = "state.json"
         assert_eq!(c.server.admin_listen, "127.0.0.1:9090");
         assert!(c.server.h2c, "HTTP/2 with prior knowledge is on unless switched off");
         assert!(!Config::parse(&GOOD.replace("[server]", "[server]\nh2c = false"), Path::new("/c.toml")).expect("valid").server.h2c);
+        assert_eq!(c.server.h2c_idle_timeout_secs, 60);
         assert_eq!(c.ucan.max_lifetime_secs, 60);
         assert_eq!(c.ucan.clock_skew_secs, 5);
         assert!(c.ucan.replay_protection);
@@ -637,6 +650,7 @@ path = "state.json"
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
         assert!(err(&GOOD.replace("[server]", "[server]\nlisten_port = 1")).contains("listen_port"));
+        assert!(err(&GOOD.replace("[server]", "[server]\nh2c_idle_timeout_secs = 0")).contains("server.h2c_idle_timeout_secs"));
         assert!(err(&GOOD.replace("/github/", "github")).contains("routes[0].prefix"));
         assert!(err(&GOOD.replace("https://api.github.com", "http://api.github.com")).contains("routes[0].upstream"));
         assert!(err(&GOOD.replace("did:key:z6Mk", "did:key:zQ3s")).contains("tenants[0].roots[0]"));

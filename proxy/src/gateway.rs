@@ -76,6 +76,11 @@ async fn write_refusal(session: &mut Session, ctx: &mut RequestCtx, refusal: &Re
         resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
     }
     session.set_keepalive(None);
+    // A HEAD reply has no body. pingora drops it on HTTP/1.x, but on HTTP/2
+    // DATA after a HEAD reply is a protocol error that resets the stream.
+    if session.req_header().method == http::Method::HEAD {
+        return session.write_response_header(Box::new(resp), true).await;
+    }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
@@ -260,7 +265,8 @@ impl ProxyHttp for Gateway {
             _ => match e.esource() {
                 ErrorSource::Upstream => Refusal::new(502, "upstream_unavailable", "the upstream could not be reached or failed"),
                 ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                    // H2Error: the agent reset its HTTP/2 stream.
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed | ErrorType::H2Error => {
                         ctx.refused = Some((499, "client_closed"));
                         return FailToProxy { error_code: 0, can_reuse_downstream: false };
                     }
@@ -269,6 +275,13 @@ impl ProxyHttp for Gateway {
                 _ => Refusal::new(500, "internal", "the gateway failed to handle the request"),
             },
         };
+        // Once the head is out, a refusal can no longer be sent: end the
+        // reply as broken (HTTP/1.1: the connection closes without the last
+        // chunk; HTTP/2: the stream is reset), never as a complete one.
+        if session.response_written().is_some() {
+            ctx.refused.get_or_insert((refusal.status, refusal.code));
+            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+        }
         let code = refusal.status;
         if write_refusal(session, ctx, &refusal).await.is_err() {
             return FailToProxy { error_code: 0, can_reuse_downstream: false };

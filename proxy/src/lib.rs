@@ -24,11 +24,12 @@
 //! - [`approvals`], [`revocations`], [`state_store`]: step-up approvals, revocation and the governance state seam;
 //! - [`keys`]: PKCS#8 key files; [`cli`]: the `capgate` command;
 //! - [`dev`]: development bootstrap and the echo upstream;
-//! - start-up: [`server`].
+//! - start-up: [`server`]; [`agent_listener`]: a deadline on a new agent connection's first bytes.
 
 pub mod admin;
 pub mod admin_auth;
 pub mod admission;
+pub mod agent_listener;
 pub mod approvals;
 pub mod audit;
 pub mod budgets;

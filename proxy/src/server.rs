@@ -3,6 +3,7 @@
 //! development, the echo upstream.
 
 use crate::admin::AdminApp;
+use crate::agent_listener::AgentListener;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::state::{GatewayState, StartError};
@@ -12,6 +13,7 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Load everything and check it, without serving. Used by `serve` and by
 /// tests of start-up failures.
@@ -31,14 +33,16 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway { state: state.clone() }, "capgate proxy");
+    let mut gateway = pingora::proxy::http_proxy(&server.configuration, Gateway { state: state.clone() });
+    gateway.server_options = Some(agent_listener_options(&cfg));
+    let mut proxy = Service::new(
+        "capgate proxy".to_owned(),
+        AgentListener::new(gateway, cfg.server.h2c, Duration::from_secs(cfg.server.h2c_idle_timeout_secs)),
+    );
     // pingora's L4 write buffer default (one MSS) is kept; the read buffer
     // is sized by config because every idle keep-alive connection holds it.
     let buffers = L4BufferSettings::new(cfg.server.read_buffer_bytes, pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE);
     proxy.add_listener(ListenerConfig::tcp(cfg.server.listen.as_str()).l4_buffer(buffers));
-    if let Some(app) = proxy.app_logic_mut() {
-        app.server_options = Some(agent_listener_options(&cfg));
-    }
     server.add_service(proxy);
 
     let mut admin = Service::new("capgate admin".to_owned(), AdminApp { state: state.clone() });
@@ -67,19 +71,16 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
 /// How the agent listener speaks HTTP. With `server.h2c`, pingora reads the
 /// first 24 bytes of each new connection and serves it as HTTP/2 when they
 /// are the HTTP/2 preface (prior knowledge, RFC 9113 §3.3), as HTTP/1.x
-/// otherwise. pingora bounds each HTTP/2 connection at 100 concurrent
-/// streams and 64 KiB of decoded headers; an idle one is closed after the
-/// same 60 s an idle HTTP/1.1 keep-alive connection gets.
+/// otherwise ([`AgentListener`] puts a deadline on that read). pingora
+/// bounds each HTTP/2 connection at 100 concurrent streams and 64 KiB of
+/// decoded headers; an idle one is closed after `server.h2c_idle_timeout_secs`
+/// (60 s by default, what pingora gives an idle HTTP/1.1 connection).
 fn agent_listener_options(cfg: &Config) -> pingora::apps::HttpServerOptions {
     let mut opts = pingora::apps::HttpServerOptions::default();
     opts.h2c = cfg.server.h2c;
-    opts.h2_idle_timeout = Some(std::time::Duration::from_secs(H2_IDLE_TIMEOUT_SECS));
+    opts.h2_idle_timeout = Some(Duration::from_secs(cfg.server.h2c_idle_timeout_secs));
     opts
 }
-
-/// Seconds before an idle HTTP/2 agent connection is closed: the keep-alive
-/// timeout pingora gives an idle HTTP/1.1 one.
-const H2_IDLE_TIMEOUT_SECS: u64 = 60;
 
 fn print_banner(cfg: &Config, state: &GatewayState, boot: Option<&crate::dev::Bootstrapped>) {
     tracing::info!(

@@ -178,6 +178,19 @@ async fn respond(
                 .body(body)
                 .expect("response")
         }
+        "/dies-mid-body" => {
+            // Declares more than it sends: after the second part the body
+            // ends short, and the upstream drops the connection.
+            let first = Bytes::from_static(b"{\"part\":1,");
+            let second = Bytes::from_static(b"\"part\":2,");
+            let declared = first.len() + second.len() + 100;
+            let body = second_part_on_go(first, second, go, sent_second);
+            hyper::Response::builder()
+                .header("content-type", "application/json")
+                .header("content-length", declared)
+                .body(body)
+                .expect("response")
+        }
         "/big" => {
             // 50 MiB of JSON lines with a fake secret every 64 KiB, streamed.
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(2);
@@ -285,6 +298,8 @@ pub struct GatewayOpts {
     pub audit_disabled: bool,
     /// `[server] h2c`.
     pub h2c: bool,
+    /// `[server] h2c_idle_timeout_secs`.
+    pub h2c_idle_timeout_secs: u64,
 }
 
 impl Default for GatewayOpts {
@@ -302,6 +317,7 @@ impl Default for GatewayOpts {
             extra_config: String::new(),
             audit_disabled: false,
             h2c: true,
+            h2c_idle_timeout_secs: 60,
         }
     }
 }
@@ -367,6 +383,7 @@ admin_listen = "127.0.0.1:{admin_port}"
 threads = 1
 identity_key = "gateway.pem"
 h2c = {h2c}
+h2c_idle_timeout_secs = {h2c_idle}
 
 [ucan]
 max_lifetime_secs = 60
@@ -438,6 +455,7 @@ approval_ttl_secs = 600
             binary = if opts.binary_block { "block" } else { "pass" },
             audit_enabled = !opts.audit_disabled,
             h2c = opts.h2c,
+            h2c_idle = opts.h2c_idle_timeout_secs,
             operator = did(&operator_key),
             approver = did(&approver_key),
             hold = opts.hold_secs,

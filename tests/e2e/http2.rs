@@ -123,7 +123,8 @@ fn a_request_body_is_forwarded_over_http2() {
     let up = g.upstream.url();
     let deleg = g.delegation(&up, "http/POST");
     let inv = g.invocation(&format!("{up}/repos/x"), "http/POST", &deleg);
-    let body = "{\"name\":\"x\"}".repeat(2000);
+    // 288 KiB: past HTTP/2's initial 64 KiB flow-control window.
+    let body = "{\"name\":\"x\"}".repeat(24 * 1024);
     let r = send(
         h2_client()
             .post(g.url("/svc/repos/x"))
@@ -169,4 +170,46 @@ fn with_h2c_off_the_listener_speaks_only_http1() {
     let r = h2_client().get(g.url("/svc/hello")).header("authorization", format!("Bearer {inv}")).header("ucans", deleg).send();
     assert!(r.is_err(), "an HTTP/2 preface is not answered as HTTP/2: {r:?}");
     assert_eq!(g.upstream.requests().len(), 1);
+}
+
+#[test]
+fn a_refused_head_request_gets_its_status_without_a_body() {
+    let g = Gateway::start(GatewayOpts::default());
+    let r = h2_client().head(g.url("/svc/secrets")).send().expect("a reply, not a reset stream");
+    assert_eq!((r.status().as_u16(), r.version()), (401, reqwest::Version::HTTP_2));
+    assert!(r.headers().get("x-request-id").is_some());
+    assert!(r.bytes().expect("no body").is_empty());
+    let line = r#"capgate_requests_total{decision="deny",method="HEAD",reason="token_missing",route="svc"} 1"#;
+    assert!(g.metrics_with(line).contains(line), "refused for the missing token");
+}
+
+#[test]
+fn an_upstream_failing_mid_body_resets_the_stream() {
+    let g = Gateway::start(GatewayOpts::default());
+    let mut r = h2_get(&g, &h2_client(), "/svc/dies-mid-body");
+    assert_eq!((r.status().as_u16(), r.version()), (200, reqwest::Version::HTTP_2));
+    let mut first = [0u8; 10];
+    r.read_exact(&mut first).expect("the first part");
+    assert_eq!(&first, b"{\"part\":1,");
+    g.upstream.go.store(true, Ordering::SeqCst);
+    let mut rest = Vec::new();
+    let end = r.read_to_end(&mut rest);
+    assert!(end.is_err(), "the body ended as if complete: {:?}", String::from_utf8_lossy(&rest));
+    assert!(!String::from_utf8_lossy(&rest).contains("upstream_unavailable"));
+}
+
+#[test]
+fn a_silent_connection_is_closed_after_the_keepalive_timeout_not_held() {
+    // Fewer bytes than the HTTP/2 preface, then nothing: the deadline on the
+    // first bytes closes it (60 s by default; 1 s here).
+    use std::io::{Read, Write};
+    let g = Gateway::start(GatewayOpts { h2c_idle_timeout_secs: 1, ..Default::default() });
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(b"GET / HTTP/1.0\r\n").expect("write");
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    let n = s.read_to_end(&mut buf).expect("closed by the gateway, not timed out here");
+    assert_eq!(n, 0);
+    assert!(t.elapsed() < Duration::from_secs(5), "closed after {:?}", t.elapsed());
 }

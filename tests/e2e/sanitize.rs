@@ -308,3 +308,30 @@ fn a_body_of_known_length_arriving_in_parts_is_not_held() {
     let v: serde_json::Value = serde_json::from_slice(&body).expect("the reply is JSON");
     assert_eq!(v["key"], "[REDACTED:aws_access_key_id]");
 }
+
+/// An upstream that fails after capgate has sent the head can no longer be
+/// answered with a refusal: the reply must end as broken (no last chunk, the
+/// connection closed), never as a complete body with a refusal appended.
+#[test]
+fn an_upstream_failing_mid_body_leaves_the_reply_visibly_broken() {
+    use std::io::{Read, Write};
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let (stream, mut r) = raw_connection(&g);
+    let mut w = &stream;
+    let tok = g.invocation(&up, "http/GET", &deleg);
+    write!(w, "GET /svc/dies-mid-body HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
+    let head = read_head(&mut r);
+    assert!(head.starts_with("http/1.1 200") && head.contains("transfer-encoding: chunked"), "{head}");
+    let first = read_chunk(&mut r).expect("a first part");
+    assert_eq!(first, b"{\"part\":1,");
+    g.upstream.go.store(true, Ordering::SeqCst);
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).expect("the connection closes");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(!rest.ends_with("0\r\n\r\n"), "the reply was terminated as complete: {rest:?}");
+    assert!(!rest.contains("upstream_unavailable"), "a refusal was appended to a 200 body: {rest:?}");
+    let line = r#"capgate_requests_total{decision="error",method="GET",reason="upstream_unavailable",route="svc"} 1"#;
+    assert!(g.metrics_with(line).contains(line), "recorded as an upstream failure");
+}
