@@ -33,8 +33,11 @@ Modes:
               flight as --h2-streams concurrent streams on each of
               --connections / --h2-streams connections, interleaved round by
               round: direct, nginx (its own h2c listener), the passthrough
-              and capgate with a reused token. h2load sends the same headers
-              on every request, so there is no fresh-token case here.
+              and capgate with a reused token; then each target over
+              HTTP/1.1 from h2load too (--h1, --connections in flight), for
+              an HTTP/2-to-HTTP/1.1 ratio measured with one client. h2load
+              sends the same headers on every request, so there is no
+              fresh-token case here.
   --soak N    capgate with fresh tokens at --soak-rate for N seconds, RSS
               sampled every 10 s (600 for the 10-minute soak; off by default).
 
@@ -146,18 +149,24 @@ def wrk(port, script, args, duration, connections):
             "socket_errors": errs.group(1) if errs else "", "p50": g("P50_US"), "p99": g("P99_US"), "p999": g("P999_US")}
 
 
-def h2load(port, path, headers, duration, connections, streams, logfile):
-    """HTTP/2 with prior knowledge; latency percentiles from h2load's per-request log."""
-    cmd = ["h2load", "-t2", f"-c{connections}", f"-m{streams}", f"-D{duration}", f"--log-file={logfile}"]
+def h2load(port, path, headers, duration, connections, streams, logfile, h1=False):
+    """HTTP/2 with prior knowledge (or HTTP/1.1 with `h1`, one request in
+    flight per connection); latency percentiles from h2load's per-request log."""
+    if os.path.exists(logfile):
+        os.remove(logfile)  # h2load appends to its log file
+    cmd = ["h2load", "-t2", f"-c{connections}", f"-m{streams}", f"-D{duration}", f"--log-file={logfile}"] + (["--h1"] if h1 else [])
     for h in headers:
         cmd += ["-H", h]
     out = subprocess.run(cmd + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=duration + 60).stdout
     rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))
-    total = int(re.search(r"requests: (\d+) total", out).group(1))
-    ok = int(re.search(r"status codes: (\d+) 2xx", out).group(1))
-    lat = sorted(int(line.split("\t")[2]) for line in open(logfile) if line.count("\t") == 2)
+    done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", out).group(1))
+    codes = re.search(r"status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    failed = re.search(r"(\d+) errored, (\d+) timeout", out)
+    # Columns: start (µs since the epoch), status (-1: failed), µs to the end of the response.
+    lat = sorted(int(f[2]) for f in (line.split("\t") for line in open(logfile)) if len(f) >= 3 and f[1] != "-1")
     pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000.0 if lat else float("nan")
-    return {"rps": rps, "requests": total, "non2xx": total - ok, "p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999)}
+    non2xx = sum(int(x) for x in codes.groups()) + sum(int(x) for x in failed.groups())
+    return {"rps": rps, "requests": done, "non2xx": non2xx, "p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999)}
 
 
 def nginx_conf(tmp):
@@ -319,7 +328,6 @@ def throughput(b):
             print(f"round {rnd + 1} {name:22s} {r['rps']:10.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  non-2xx {r['non2xx']}", flush=True)
             b.done(name, p)
     med = medians(results)
-    b.http1_rps = {k: m["rps"] for k, m in med.items()}
     lines = [
         f"**Throughput**: wrk -t2 -c{a.connections} -d{a.duration}s, {a.rounds} rounds interleaved, medians.",
         "",
@@ -335,40 +343,44 @@ def throughput(b):
 
 
 def http2(b):
-    """h2load over h2c against the same targets; reused token for capgate."""
+    """h2load over h2c against the same targets, and the same targets over
+    HTTP/1.1 from h2load (`--h1`, same requests in flight) for the ratio;
+    reused token for capgate."""
     a = b.a
-    streams = max(1, a.h2_streams)
-    conns = max(2, a.connections // streams)
-    results = {k: [] for k in ("direct", "nginx", "passthrough", "capgate-reused")}
+    streams = a.h2_streams
+    conns = a.connections // streams
+    names = ("direct", "nginx", "passthrough", "capgate-reused")
+    results = {k: [] for k in names}
+    h1 = {k: [] for k in names}
     for rnd in range(a.rounds):
-        for name in results:
+        for name in names:
             p, port = b.server(name)
-            if name == "nginx":
-                port = PORTS["nginx_h2c"]
             headers = []
             if name.startswith("capgate"):
                 with open(b.tokens(1)) as f:
                     ucans, tok = f.readline().strip(), f.readline().strip()
                 headers = [f"authorization: Bearer {tok}", f"ucans: {ucans}"]
             pids = pids_of(p.pid)
-            t0 = cpu_ticks(pids)
-            r = h2load(port, b.path(name), headers, a.duration, conns, streams, os.path.join(b.tmp, "h2load.log"))
-            r["cpu_s_per_1k"] = (cpu_ticks(pids) - t0) / TICK / max(r["requests"], 1) * 1000
-            r["rss_mib"] = rss_kib(pids) / 1024
-            results[name].append(r)
-            print(f"round {rnd + 1} h2 {name:19s} {r['rps']:10.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  non-2xx {r['non2xx']}", flush=True)
+            for proto, out in (("h2", results), ("h1", h1)):
+                t0 = cpu_ticks(pids)
+                if proto == "h2":
+                    r = h2load(PORTS["nginx_h2c"] if name == "nginx" else port, b.path(name), headers, a.duration, conns, streams, os.path.join(b.tmp, "h2load.log"))
+                else:
+                    r = h2load(port, b.path(name), headers, a.duration, a.connections, 1, os.path.join(b.tmp, "h2load.log"), h1=True)
+                r["cpu_s_per_1k"] = (cpu_ticks(pids) - t0) / TICK / max(r["requests"], 1) * 1000
+                r["rss_mib"] = rss_kib(pids) / 1024
+                out[name].append(r)
+                print(f"round {rnd + 1} {proto} {name:19s} {r['rps']:10.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  non-2xx {r['non2xx']}", flush=True)
             b.done(name, p)
-    med = medians(results)
-    h1 = getattr(b, "http1_rps", {})
+    med, med1 = medians(results), medians(h1)
     lines = [
-        f"**HTTP/2 (h2c, prior knowledge)**: h2load -t2 -c{conns} -m{streams} -D{a.duration} ({conns * streams} requests in flight, as in the wrk runs), {a.rounds} rounds interleaved, medians; latency from h2load's per-request log. capgate with a reused token (h2load repeats the same headers, so there is no fresh-token case).",
+        f"**HTTP/2 (h2c, prior knowledge)**: h2load -t2 -c{conns} -m{streams} -D{a.duration} ({conns * streams} requests in flight), {a.rounds} rounds interleaved, medians; latency from h2load's per-request log. The last two columns are the same target over HTTP/1.1 from the same client (h2load --h1 -c{a.connections}, {a.connections} requests in flight), run right after. capgate with a reused token (h2load repeats the same headers, so there is no fresh-token case).",
         "",
-        "| target | req/s | × nginx | × direct | × its HTTP/1.1 req/s | p50 ms | p99 ms | p99.9 ms | CPU s / 1k req | peak RSS MiB | non-2xx |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| target | req/s | × nginx | × direct | p50 ms | p99 ms | p99.9 ms | CPU s / 1k req | peak RSS MiB | non-2xx | HTTP/1.1 req/s | h2 × HTTP/1.1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for k, m in med.items():
-        vs_h1 = f"{m['rps'] / h1[k]:.2f}" if h1.get(k) else "–"
-        lines.append(f"| {k} | {m['rps']:.0f} | {ratio(med, m, 'nginx')} | {ratio(med, m, 'direct')} | {vs_h1} | {m['p50']:.2f} | {m['p99']:.2f} | {m['p999']:.2f} | {m['cpu_s_per_1k']:.3f} | {m['rss_mib']:.1f} | {m['non2xx']:.0f} |")
+        lines.append(f"| {k} | {m['rps']:.0f} | {ratio(med, m, 'nginx')} | {ratio(med, m, 'direct')} | {m['p50']:.2f} | {m['p99']:.2f} | {m['p999']:.2f} | {m['cpu_s_per_1k']:.3f} | {m['rss_mib']:.1f} | {m['non2xx']:.0f} | {med1[k]['rps']:.0f} | {m['rps'] / med1[k]['rps']:.2f} |")
     return lines
 
 
@@ -515,6 +527,8 @@ def main():
     ap.add_argument("--targets", default="", help="throughput mode: only these targets, comma-separated (a partial run is printed, RESULTS.md is kept)")
     a = ap.parse_args()
     a.only = [t for t in (x.strip() for x in a.targets.split(",")) if t]
+    if a.h2_streams < 1 or a.connections % a.h2_streams or a.connections // a.h2_streams < 2:
+        ap.error("--h2-streams must divide --connections into at least 2 connections (h2load runs 2 threads)")
     if a.only:
         unknown = [t for t in a.only if t not in THROUGHPUT_TARGETS]
         if unknown or a.modes.replace(" ", "") != "throughput":
