@@ -26,21 +26,25 @@ const PREFACE_LEN: usize = 24;
 /// The proxy behind a deadline on the first bytes of each connection.
 pub struct AgentListener {
     proxy: Arc<HttpProxy<Gateway>>,
-    /// Set when the proxy serves h2c, so pingora reads the preface.
-    h2c: bool,
     first_bytes_timeout: Duration,
 }
 
 impl AgentListener {
-    pub fn new(proxy: HttpProxy<Gateway>, h2c: bool, first_bytes_timeout: Duration) -> AgentListener {
-        AgentListener { proxy: Arc::new(proxy), h2c, first_bytes_timeout }
+    pub fn new(proxy: HttpProxy<Gateway>, first_bytes_timeout: Duration) -> AgentListener {
+        AgentListener { proxy: Arc::new(proxy), first_bytes_timeout }
+    }
+
+    /// Whether pingora will read the preface: h2c on, and not a TLS stream
+    /// (where ALPN decides).
+    fn reads_preface(&self, stream: &Stream) -> bool {
+        self.proxy.server_options.as_ref().is_some_and(|o| o.h2c) && stream.get_ssl_digest().is_none()
     }
 }
 
 #[async_trait]
 impl ServerApp for AgentListener {
     async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        if self.h2c {
+        if self.reads_preface(&stream) {
             let mut first = [0u8; PREFACE_LEN];
             match tokio::time::timeout(self.first_bytes_timeout, stream.try_peek(&mut first)).await {
                 Ok(Ok(_)) => {}

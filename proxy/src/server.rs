@@ -35,10 +35,8 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
 
     let mut gateway = pingora::proxy::http_proxy(&server.configuration, Gateway { state: state.clone() });
     gateway.server_options = Some(agent_listener_options(&cfg));
-    let mut proxy = Service::new(
-        "capgate proxy".to_owned(),
-        AgentListener::new(gateway, cfg.server.h2c, Duration::from_secs(cfg.server.h2c_idle_timeout_secs)),
-    );
+    let mut proxy =
+        Service::new("capgate proxy".to_owned(), AgentListener::new(gateway, Duration::from_secs(cfg.server.h2c_idle_timeout_secs)));
     // pingora's L4 write buffer default (one MSS) is kept; the read buffer
     // is sized by config because every idle keep-alive connection holds it.
     let buffers = L4BufferSettings::new(cfg.server.read_buffer_bytes, pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE);
