@@ -355,11 +355,7 @@ def http2(b):
     for rnd in range(a.rounds):
         for name in names:
             p, port = b.server(name)
-            headers = []
-            if name.startswith("capgate"):
-                with open(b.tokens(1)) as f:
-                    ucans, tok = f.readline().strip(), f.readline().strip()
-                headers = [f"authorization: Bearer {tok}", f"ucans: {ucans}"]
+            headers = token_headers(b.tokens(1)) if name.startswith("capgate") else []
             pids = pids_of(p.pid)
             for proto, out in (("h2", results), ("h1", h1)):
                 t0 = cpu_ticks(pids)
@@ -408,14 +404,18 @@ def latency(b):
     return lines
 
 
+def token_headers(tokfile):
+    """The two request headers of a reused token from bench-tokens' file
+    (its first line is the delegation, its second the invocation)."""
+    with open(tokfile) as f:
+        ucans, tok = f.readline().strip(), f.readline().strip()
+    return [f"authorization: Bearer {tok}", f"ucans: {ucans}"]
+
+
 def idle_connections(port, n, path, tokfile):
     """Open n keep-alive connections, one complete request each, left idle."""
     import socket
-    headers = ""
-    if tokfile:
-        with open(tokfile) as f:
-            ucans, tok = f.readline().strip(), f.readline().strip()
-        headers = f"Authorization: Bearer {tok}\r\nucans: {ucans}\r\n"
+    headers = "".join(f"{h}\r\n" for h in token_headers(tokfile)) if tokfile else ""
     req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode()
     socks = []
     for _ in range(n):
