@@ -209,3 +209,18 @@ fn a_silent_connection_is_closed_after_the_keepalive_timeout_not_held() {
     assert_eq!(n, 0);
     assert!(t.elapsed() < Duration::from_secs(5), "closed after {:?}", t.elapsed());
 }
+
+#[test]
+fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let g = Gateway::start(GatewayOpts { h2c_idle_timeout_secs: 1, ..Default::default() });
+    let client = h2_client();
+    assert_eq!(h2_get(&g, &client, "/svc/hello").status(), 200);
+    assert_eq!(established_to(g.port), 1, "the client keeps its connection");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while established_to(g.port) > 0 {
+        assert!(Instant::now() < deadline, "an idle HTTP/2 connection was still open after 5 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The client notices and connects again for its next request.
+    assert_eq!(h2_get(&g, &client, "/svc/hello").status(), 200);
+}
