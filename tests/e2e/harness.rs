@@ -736,3 +736,26 @@ pub fn assert_refused(r: &Reply, status: u16, code: &str) {
     assert!(r.json["reason"].as_str().is_some_and(|s| !s.is_empty()), "reason text: {}", r.text);
     assert_eq!(r.json["request_id"].as_str().map(str::len), Some(32), "request id: {}", r.text);
 }
+
+/// Read the `/sse` reply through the gateway: the first event must arrive on
+/// its own, before the upstream sends the second (which it does once this
+/// sets `go`); the second arrives sanitized.
+#[track_caller]
+pub fn assert_sse_flows_event_by_event(g: &Gateway, mut r: impl std::io::Read) {
+    use std::sync::atomic::Ordering;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains("\n\n") {
+        assert!(Instant::now() < deadline, "the first event did not arrive on its own");
+        let n = r.read(&mut buf).expect("read");
+        assert!(n > 0, "stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(!g.upstream.sent_second.load(Ordering::SeqCst), "the first event arrived before the upstream sent the second");
+    assert_eq!(String::from_utf8_lossy(&got), "data: {\"n\":1,\"text\":\"hello\"}\n\n");
+    g.upstream.go.store(true, Ordering::SeqCst);
+    r.read_to_end(&mut got).expect("rest");
+    let all = String::from_utf8_lossy(&got);
+    assert!(all.ends_with("data: {\"n\":2,\"text\":\"key [REDACTED:aws_access_key_id]\"}\n\n"), "{all}");
+}

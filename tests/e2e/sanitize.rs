@@ -93,23 +93,9 @@ fn binary_bodies_pass_untouched_or_are_blocked() {
 #[test]
 fn sse_events_flow_one_by_one() {
     let g = Gateway::start(GatewayOpts::default());
-    let mut r = g.get("/svc/sse");
+    let r = g.get("/svc/sse");
     assert_eq!(r.status(), 200);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !String::from_utf8_lossy(&got).contains("\n\n") {
-        assert!(Instant::now() < deadline, "the first event did not arrive on its own");
-        let n = r.read(&mut buf).expect("read");
-        assert!(n > 0, "stream ended early");
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(!g.upstream.sent_second.load(Ordering::SeqCst), "the first event arrived before the upstream sent the second");
-    assert_eq!(String::from_utf8_lossy(&got), "data: {\"n\":1,\"text\":\"hello\"}\n\n");
-    g.upstream.go.store(true, Ordering::SeqCst);
-    r.read_to_end(&mut got).expect("rest");
-    let all = String::from_utf8_lossy(&got);
-    assert!(all.ends_with("data: {\"n\":2,\"text\":\"key [REDACTED:aws_access_key_id]\"}\n\n"), "{all}");
+    assert_sse_flows_event_by_event(&g, r);
 }
 
 #[test]
