@@ -164,6 +164,12 @@ fn raw_connection(g: &Gateway) -> (std::net::TcpStream, std::io::BufReader<std::
     (stream, reader)
 }
 
+/// Send a GET for `path` carrying `tok` and its proof on a raw connection.
+fn write_get(mut w: &std::net::TcpStream, path: &str, tok: &str, deleg: &str) {
+    use std::io::Write;
+    write!(w, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
+}
+
 /// Read a response head, lower-cased, up to the empty line.
 fn read_head(r: &mut impl std::io::BufRead) -> String {
     let mut head = String::new();
@@ -206,15 +212,13 @@ fn read_chunked(r: &mut impl std::io::BufRead) -> (String, Vec<u8>) {
 
 #[test]
 fn sanitized_responses_are_chunked_and_keep_the_connection_alive() {
-    use std::io::Write;
     let g = Gateway::start(GatewayOpts::default());
     let up = g.upstream.url();
     let deleg = g.delegation(&up, "http/*");
     let (stream, mut r) = raw_connection(&g);
-    let mut w = &stream;
     for i in 0..2 {
         let tok = g.invocation(&up, "http/GET", &deleg);
-        write!(w, "GET /svc/secrets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
+        write_get(&stream, "/svc/secrets", &tok, &deleg);
         let (head, body) = read_chunked(&mut r);
         assert!(head.starts_with("http/1.1 200"), "request {i}: {head}");
         assert!(!head.contains("connection: close"), "request {i}: {head}");
@@ -241,18 +245,16 @@ fn data_segments_in(s: &std::net::TcpStream) -> u32 {
 /// connection are not held until the kernel's 200 ms limit.
 #[test]
 fn a_small_sanitized_reply_leaves_in_one_segment() {
-    use std::io::Write;
     let g = Gateway::start(GatewayOpts::default());
     let up = g.upstream.url();
     let deleg = g.delegation(&up, "http/*");
     let (stream, mut r) = raw_connection(&g);
-    let mut w = &stream;
     let (mut elapsed, mut segments) = (Vec::new(), Vec::new());
     for i in 0..5 {
         let tok = g.invocation(&up, "http/GET", &deleg);
         let before = data_segments_in(&stream);
         let t0 = Instant::now();
-        write!(w, "GET /svc/secrets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
+        write_get(&stream, "/svc/secrets", &tok, &deleg);
         let (head, body) = read_chunked(&mut r);
         elapsed.push(t0.elapsed());
         assert!(head.starts_with("http/1.1 200"), "request {i}: {head}");
@@ -274,15 +276,13 @@ fn a_small_sanitized_reply_leaves_in_one_segment() {
 /// when the kernel's 200 ms timer fired.
 #[test]
 fn a_body_of_known_length_arriving_in_parts_is_not_held() {
-    use std::io::Write;
     let g = Gateway::start(GatewayOpts::default());
     let up = g.upstream.url();
     let deleg = g.delegation(&up, "http/*");
     let (stream, mut r) = raw_connection(&g);
-    let mut w = &stream;
     let tok = g.invocation(&up, "http/GET", &deleg);
     let before = data_segments_in(&stream);
-    write!(w, "GET /svc/length-in-parts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
+    write_get(&stream, "/svc/length-in-parts", &tok, &deleg);
     let head = read_head(&mut r);
     assert!(head.starts_with("http/1.1 200") && head.contains("transfer-encoding: chunked"), "{head}");
     let first = read_chunk(&mut r).expect("a first part");
@@ -300,14 +300,13 @@ fn a_body_of_known_length_arriving_in_parts_is_not_held() {
 /// connection closed), never as a complete body with a refusal appended.
 #[test]
 fn an_upstream_failing_mid_body_leaves_the_reply_visibly_broken() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let g = Gateway::start(GatewayOpts::default());
     let up = g.upstream.url();
     let deleg = g.delegation(&up, "http/*");
     let (stream, mut r) = raw_connection(&g);
-    let mut w = &stream;
     let tok = g.invocation(&up, "http/GET", &deleg);
-    write!(w, "GET /svc/dies-mid-body HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
+    write_get(&stream, "/svc/dies-mid-body", &tok, &deleg);
     let head = read_head(&mut r);
     assert!(head.starts_with("http/1.1 200") && head.contains("transfer-encoding: chunked"), "{head}");
     let first = read_chunk(&mut r).expect("a first part");
