@@ -7,13 +7,16 @@
 //! | `request_filter` | Refuse with `503 audit_unavailable` while the audit chain cannot persist; then [`crate::admission`]: route, token, chain, revocation, capability, replay, Cedar (authz and risk), credential; then [`crate::step_up`] for high-stakes requests, then [`crate::budgets`] (`429 budget_exhausted`). A refusal is written here as JSON and the request ends. |
 //! | `upstream_peer` | The route's upstream (never the request's host): TLS with SNI for `https`, resolved addresses cached for 30 s. |
 //! | `upstream_request_filter` | [`crate::upstream_headers`]: strip hop-by-hop and credential-bearing headers, inject the vaulted credential, set `Host`, the path and the request id. |
-//! | `response_filter` | [`crate::response_sanitize::plan`]: scrub header values, decide how the body is handled (sanitize, pass, refuse), drop `Content-Encoding`/`Content-Length` when the body may change; [`crate::response_cork`] when a body of known size is sent chunked. |
-//! | `response_body_filter` | [`crate::response_sanitize::filter_chunk`]: decode and sanitize each chunk as it streams; a body that comes in several parts clears the cork. |
+//! | `response_filter` | [`crate::response_sanitize::plan`]: scrub header values, decide how the body is handled (sanitize, pass, refuse), drop `Content-Encoding`/`Content-Length` when the body may change; open [`crate::response_framing`] for a sanitized body. |
+//! | `response_body_filter` | [`crate::response_sanitize::filter_chunk`]: decode and sanitize each chunk as it streams, and tell [`crate::response_framing`] how much it produced; a body that comes in several parts clears the cork. |
+//! | downstream module (just before the head is written) | [`crate::response_framing`]: `Content-Length` when the whole body is already sanitized, otherwise chunked, corked ([`crate::response_cork`]) when the head leaves alone. |
 //! | `fail_to_proxy` | Errors after admission (upstream unreachable, bad request) become JSON refusals too. |
 //! | `logging` | Clear the cork (the response is written), then one audit event ([`crate::audit`]), metrics and one structured log line for every request, whatever its outcome. |
 
 use crate::admission::{self, RequestView};
 use crate::refusal::Refusal;
+use crate::response_cork::CorkCandidate;
+use crate::response_framing::{ReplyFraming, ReplyFramingBuilder};
 use crate::routes::Route;
 use crate::state::GatewayState;
 use crate::vault::Secret;
@@ -21,6 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use capgate_filters::ucan::VerifiedChain;
 use pingora::http::ResponseHeader;
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
@@ -50,8 +54,6 @@ pub struct RequestCtx {
     pub body: crate::response_sanitize::BodyHandling,
     /// Redactions in headers (body counts are read from the stream at the end).
     pub header_counts: capgate_filters::sanitize::SanitizeCounts,
-    /// Set while the agent's socket is corked ([`crate::response_cork`]).
-    pub cork: Option<crate::response_cork::Cork>,
 }
 
 /// The gateway service.
@@ -63,9 +65,19 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// Clear the cork of the session's reply, if one is set.
+fn release_cork(session: &mut Session) {
+    if let Some(cork) = ReplyFraming::of(session).and_then(ReplyFraming::take_cork) {
+        cork.release(session);
+    }
+}
+
 /// Write a refusal as the whole response.
 async fn write_refusal(session: &mut Session, ctx: &mut RequestCtx, refusal: &Refusal) -> Result<()> {
     ctx.refused = Some((refusal.status, refusal.code));
+    if let Some(framing) = ReplyFraming::of(session) {
+        framing.close();
+    }
     let body = Bytes::from(refusal.body(&ctx.request_id));
     let mut resp = ResponseHeader::build(refusal.status, Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
@@ -90,6 +102,12 @@ async fn write_refusal(session: &mut Session, ctx: &mut RequestCtx, refusal: &Re
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
+    /// The one downstream module: [`ReplyFraming`]. (This replaces pingora's
+    /// default, a response-compression module that is disabled.)
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        modules.add_module(Box::new(ReplyFramingBuilder));
+    }
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             request_id: crate::request_id::next(),
@@ -105,7 +123,6 @@ impl ProxyHttp for Gateway {
             cosigner: None,
             body: crate::response_sanitize::BodyHandling::None,
             header_counts: Default::default(),
-            cork: None,
         }
     }
 
@@ -229,8 +246,11 @@ impl ProxyHttp for Gateway {
         if let Some(code) = refused {
             ctx.refused = Some((502, code));
         }
-        if chunked_ok && known_length && matches!(handling, crate::response_sanitize::BodyHandling::Sanitize { .. }) {
-            ctx.cork = crate::response_cork::Cork::set(session);
+        if matches!(handling, crate::response_sanitize::BodyHandling::Sanitize { .. }) {
+            let cork = if chunked_ok && known_length { CorkCandidate::of(session) } else { None };
+            if let Some(framing) = ReplyFraming::of(session) {
+                framing.open(cork);
+            }
         }
         ctx.body = handling;
         resp.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
@@ -246,14 +266,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
         if !end_of_stream {
-            if let Some(cork) = ctx.cork.take() {
-                cork.release(session);
-            }
+            release_cork(session);
         }
         if let Err(e) = crate::response_sanitize::filter_chunk(&mut ctx.body, body, end_of_stream) {
             ctx.refused = Some((502, "unsanitizable_body"));
             *body = None;
             return Err(e);
+        }
+        if let Some(framing) = ReplyFraming::of(session) {
+            framing.sanitized(body.as_ref().map_or(0, |b| b.len()), end_of_stream);
         }
         Ok(None)
     }
@@ -262,6 +283,9 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let refusal = match e.etype() {
             ErrorType::HTTPStatus(code) if (400..500).contains(code) => Refusal::new(*code, "bad_request", "the request could not be read"),
+            ErrorType::Custom("unsanitizable_body") => {
+                Refusal::new(502, "unsanitizable_body", "the upstream body could not be decoded, so it was not forwarded")
+            }
             _ => match e.esource() {
                 ErrorSource::Upstream => Refusal::new(502, "upstream_unavailable", "the upstream could not be reached or failed"),
                 ErrorSource::Downstream => match e.etype() {
@@ -297,9 +321,7 @@ impl ProxyHttp for Gateway {
 
     /// Metrics and the access log line, for every request.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(cork) = ctx.cork.take() {
-            cork.release(session);
-        }
+        release_cork(session);
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let (decision, reason) = match ctx.refused {
             Some((

@@ -13,6 +13,7 @@
 //! - [`admission`], [`step_up`]: the `request_filter` checks in order, and approvals for risky calls;
 //! - [`upstream_headers`]: what the upstream receives;
 //! - [`response_sanitize`]: what the agent receives (secrets and invisible Unicode removed);
+//!   [`response_framing`]: `Content-Length` for a body sanitized whole before its head leaves;
 //!   [`response_cork`]: a small sanitized response leaves in one segment;
 //! - [`routes`], [`resolve`]: where a request goes;
 //! - [`vault`]: sealed credentials;
@@ -45,6 +46,7 @@ pub mod reload;
 pub mod request_id;
 pub mod resolve;
 pub mod response_cork;
+pub mod response_framing;
 pub mod response_sanitize;
 pub mod revocations;
 pub mod routes;

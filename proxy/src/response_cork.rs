@@ -1,18 +1,22 @@
-//! One segment for a small sanitized response: `TCP_CORK` on the agent's
-//! socket while pingora writes it.
+//! `TCP_CORK` on the agent's socket while pingora writes a sanitized reply
+//! whose head leaves before its body.
 //!
-//! A sanitized body may change length, so capgate sends it chunked, and
-//! pingora flushes the head, every chunk and the last chunk separately. A
-//! small JSON reply that the upstream sent in one segment would leave in
+//! A sanitized body may change length. When capgate has the whole body
+//! before the head is written, [`crate::response_framing`] gives the reply
+//! its exact `Content-Length` and pingora writes it in one `sendto`.
+//! Otherwise the reply is chunked, and pingora flushes the head, every chunk
+//! and the last chunk separately: a small JSON reply that the upstream sent
+//! in one segment, but whose head reached capgate alone, would leave in
 //! three, each a `sendto` that runs the loopback or NIC transmit path and
-//! wakes the agent. pingora writes the head before any body byte is seen, so
-//! capgate cannot restore `Content-Length`; it can ask the kernel to hold the
-//! writes and send them together.
+//! wakes the agent. capgate asks the kernel to hold the writes and send them
+//! together.
 //!
-//! When it applies: the body is sanitized and chunked (HTTP/1.1), and the
-//! upstream declared a `Content-Length`, so the body has a known size and is
-//! not a stream. Server-sent events and other chunked upstream bodies are never
-//! corked.
+//! When it applies: the body is sanitized and chunked (HTTP/1.1), the
+//! upstream declared a `Content-Length` (the body has a known size and is
+//! not a stream), and the head is written before any body part has arrived.
+//! Server-sent events and other chunked upstream bodies are never corked.
+//! [`CorkCandidate`] is taken in `response_filter` without a system call;
+//! [`CorkCandidate::engage`] corks when the head is about to leave alone.
 //!
 //! When it ends, whichever comes first:
 //! - the body arrives in more than one part (a body chunk that is not the last
@@ -40,19 +44,34 @@ pub struct Cork {
     fd: i32,
 }
 
-impl Cork {
-    /// Cork the agent's connection of `session`. `None` when it is not a
-    /// plain HTTP/1.x connection over TCP or the option cannot be set.
-    pub fn set(session: &Session) -> Option<Cork> {
-        let downstream = session.as_downstream();
+/// The agent's socket of a session, to be corked later in the same
+/// response, within the session's own write ([`CorkCandidate::engage`]).
+#[derive(Debug)]
+pub struct CorkCandidate {
+    fd: i32,
+    client: std::net::SocketAddr,
+}
+
+impl CorkCandidate {
+    /// The candidate of `session`, with no system call. `None` when it is
+    /// not an HTTP/1.x connection from an IP address.
+    pub fn of(session: &Session) -> Option<CorkCandidate> {
         // pingora names an HTTP/1.x stream by its socket's descriptor (its
         // `UniqueID`). That is how it is built, not a promise, so the
         // descriptor is used only once its peer is this session's client.
         let fd = stream_id(session)?;
-        let client = *downstream.client_addr()?.as_inet()?;
-        (fd > 2 && peer_of(fd) == Some(client) && set_cork(fd, true)).then_some(Cork { fd })
+        let client = *session.as_downstream().client_addr()?.as_inet()?;
+        (fd > 2).then_some(CorkCandidate { fd, client })
     }
 
+    /// Cork the socket, if its peer is still the session's client. Called
+    /// only while the session that gave the candidate writes its head.
+    pub fn engage(self) -> Option<Cork> {
+        (peer_of(self.fd) == Some(self.client) && set_cork(self.fd, true)).then_some(Cork { fd: self.fd })
+    }
+}
+
+impl Cork {
     /// Clear the cork: the kernel sends what is queued now. `session` must
     /// be the one the cork was set on, still open; if its stream is no longer
     /// the corked descriptor, nothing is touched.

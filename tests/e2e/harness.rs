@@ -102,9 +102,14 @@ fn compress(coding: &str, data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// A body sent in two parts: `first` at once, `second` once a test sets `go`
-/// (or after 10 s), with `sent_second` set just before it goes.
+/// How long the routes that send their head alone wait before the body:
+/// long enough that the head reaches the gateway alone.
+const HEAD_ALONE_FOR: Duration = Duration::from_millis(20);
+
+/// A body sent in two parts: `first` after `first_after`, `second` once a
+/// test sets `go` (or after 10 s), with `sent_second` set just before it goes.
 fn second_part_on_go(
+    first_after: Duration,
     first: Bytes,
     second: Bytes,
     go: Arc<std::sync::atomic::AtomicBool>,
@@ -114,6 +119,7 @@ fn second_part_on_go(
     use std::sync::atomic::Ordering;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(2);
     tokio::spawn(async move {
+        tokio::time::sleep(first_after).await;
         let _ = tx.send(Ok(hyper::body::Frame::data(first))).await;
         for _ in 0..1000 {
             if go.load(Ordering::SeqCst) {
@@ -156,6 +162,11 @@ async fn respond(
                 .body(full(compress(coding, secrets_json().as_bytes())))
                 .expect("response")
         }
+        "/corrupt-gzip" => hyper::Response::builder()
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(full(format!("not gzip at all, {FAKE_AWS_KEY}")))
+            .expect("response"),
         "/binary" => hyper::Response::builder()
             .header("content-type", "image/png")
             .body(full([b"\x89PNG\r\n\x1a\n".as_slice(), FAKE_AWS_KEY.as_bytes(), &[0xff, 0xfe, 0x00]].concat()))
@@ -163,19 +174,34 @@ async fn respond(
         "/sse" => {
             let first = Bytes::from_static(b"data: {\"n\":1,\"text\":\"hello\"}\n\n");
             let second = Bytes::from(format!("data: {{\"n\":2,\"text\":\"key {FAKE_AWS_KEY}\"}}\n\n"));
-            let body = second_part_on_go(first, second, go, sent_second);
+            let body = second_part_on_go(Duration::ZERO, first, second, go, sent_second);
             hyper::Response::builder().header("content-type", "text/event-stream").body(body).expect("response")
         }
         "/length-in-parts" => {
-            // A body of declared length in two parts.
+            // A body of declared length in two parts, after the head.
             let first = Bytes::from_static(b"{\"part\":1,");
             let second = Bytes::from(format!("\"key\":\"{FAKE_AWS_KEY}\"}}"));
             let total = first.len() + second.len();
-            let body = second_part_on_go(first, second, go, sent_second);
+            let body = second_part_on_go(HEAD_ALONE_FOR, first, second, go, sent_second);
             hyper::Response::builder()
                 .header("content-type", "application/json")
                 .header("content-length", total)
                 .body(body)
+                .expect("response")
+        }
+        "/head-first" => {
+            // The head alone, then the whole body of declared length.
+            let body = secrets_json();
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(1);
+            let len = body.len();
+            tokio::spawn(async move {
+                tokio::time::sleep(HEAD_ALONE_FOR).await;
+                let _ = tx.send(Ok(hyper::body::Frame::data(Bytes::from(body)))).await;
+            });
+            hyper::Response::builder()
+                .header("content-type", "application/json")
+                .header("content-length", len)
+                .body(http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed())
                 .expect("response")
         }
         "/dies-mid-body" => {
@@ -184,7 +210,7 @@ async fn respond(
             let first = Bytes::from_static(b"{\"part\":1,");
             let second = Bytes::from_static(b"\"part\":2,");
             let declared = first.len() + second.len() + 100;
-            let body = second_part_on_go(first, second, go, sent_second);
+            let body = second_part_on_go(Duration::ZERO, first, second, go, sent_second);
             hyper::Response::builder()
                 .header("content-type", "application/json")
                 .header("content-length", declared)

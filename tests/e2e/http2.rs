@@ -71,6 +71,22 @@ fn curl_over_h2c_is_admitted_sanitized_and_refused_like_http1() {
     assert_eq!(g.upstream.requests().len(), 1, "refused requests never reach the upstream");
 }
 
+/// Over HTTP/2 as over HTTP/1.1: a reply sanitized whole before its head
+/// leaves carries its sanitized length; one whose head came alone has none.
+#[test]
+fn a_reply_sanitized_whole_carries_its_length_over_http2() {
+    let g = Gateway::start(GatewayOpts::default());
+    let client = h2_client();
+    for (path, whole) in [("/svc/secrets", true), ("/svc/head-first", false)] {
+        let r = h2_get(&g, &client, path);
+        assert_eq!((r.version(), r.status().as_u16()), (reqwest::Version::HTTP_2, 200), "{path}");
+        let length = r.headers().get("content-length").map(|v| v.to_str().expect("ascii").to_owned());
+        let text = r.text().expect("body");
+        assert!(text.contains("[REDACTED:aws_access_key_id]"), "{path}: {text}");
+        assert_eq!(length, whole.then(|| text.len().to_string()), "{path}");
+    }
+}
+
 #[test]
 fn many_concurrent_streams_on_one_connection_each_get_their_own_decision() {
     let g = Gateway::start(GatewayOpts::default());

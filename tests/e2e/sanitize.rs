@@ -10,8 +10,10 @@ fn a_json_body_with_secrets_is_redacted_and_stays_json() {
     let g = Gateway::start(GatewayOpts::default());
     let r = g.get("/svc/secrets");
     assert_eq!(r.status(), 200);
-    assert!(r.headers().get("content-length").is_none(), "length may change, so it is dropped");
+    let length = r.headers().get("content-length").map(|v| v.to_str().expect("ascii").to_owned());
     let text = r.text().expect("body");
+    assert_eq!(length, Some(text.len().to_string()), "the sanitized body's own length, not the upstream's");
+    assert_ne!(text.len(), secrets_json().len());
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     assert_eq!(v["aws"], "[REDACTED:aws_access_key_id]");
     assert_eq!(v["slack"], "[REDACTED:slack_token]");
@@ -65,6 +67,23 @@ fn an_unknown_encoding_is_refused() {
     let v: serde_json::Value = serde_json::from_str(&r.text().expect("body")).expect("json");
     assert_eq!(v["error"], "unsanitizable_encoding");
     assert_eq!(v["request_id"].as_str().map(str::len), Some(32));
+}
+
+/// A body that fails to decode before any of the reply has left becomes a
+/// refusal, with its own length, and nothing of the upstream's body.
+#[test]
+fn a_body_that_cannot_be_decoded_is_refused_before_the_head_leaves() {
+    let g = Gateway::start(GatewayOpts::default());
+    let r = g.get("/svc/corrupt-gzip");
+    let length = r.headers().get("content-length").map(|v| v.to_str().expect("ascii").to_owned());
+    let status = r.status().as_u16();
+    let text = r.text().expect("body");
+    let reply = Reply { status, json: serde_json::from_str(&text).unwrap_or_default(), text };
+    assert_refused(&reply, 502, "unsanitizable_body");
+    assert_eq!(length, Some(reply.text.len().to_string()));
+    assert!(!reply.text.contains(FAKE_AWS_KEY));
+    let line = r#"capgate_requests_total{decision="error",method="GET",reason="unsanitizable_body",route="svc"} 1"#;
+    assert!(g.metrics_with(line).contains(line), "recorded as an unsanitizable body");
 }
 
 #[test]
@@ -210,16 +229,35 @@ fn read_chunked(r: &mut impl std::io::BufRead) -> (String, Vec<u8>) {
     (head, read_chunks(r))
 }
 
+/// The `content-length` of a lower-cased head.
+fn content_length(head: &str) -> Option<usize> {
+    head.lines().find_map(|l| l.strip_prefix("content-length: ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Read one HTTP/1.1 response framed by its `Content-Length`: the lower-cased
+/// head and the body.
+fn read_sized(r: &mut impl std::io::BufRead) -> (String, Vec<u8>) {
+    let head = read_head(r);
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    let n = content_length(&head).unwrap_or_else(|| panic!("no content-length: {head}"));
+    let mut body = vec![0u8; n];
+    r.read_exact(&mut body).expect("body");
+    (head, body)
+}
+
+/// Both framings of a sanitized reply keep the agent's connection alive:
+/// a `Content-Length` when the whole body came with the head, chunks when
+/// the head came alone.
 #[test]
-fn sanitized_responses_are_chunked_and_keep_the_connection_alive() {
+fn sanitized_responses_keep_the_connection_alive() {
     let g = Gateway::start(GatewayOpts::default());
     let up = g.upstream.url();
     let deleg = g.delegation(&up, "http/*");
     let (stream, mut r) = raw_connection(&g);
-    for i in 0..2 {
+    for (i, path) in ["/svc/secrets", "/svc/head-first", "/svc/secrets", "/svc/head-first"].into_iter().enumerate() {
         let tok = g.invocation(&up, "http/GET", &deleg);
-        write_get(&stream, "/svc/secrets", &tok, &deleg);
-        let (head, body) = read_chunked(&mut r);
+        write_get(&stream, path, &tok, &deleg);
+        let (head, body) = if path == "/svc/secrets" { read_sized(&mut r) } else { read_chunked(&mut r) };
         assert!(head.starts_with("http/1.1 200"), "request {i}: {head}");
         assert!(!head.contains("connection: close"), "request {i}: {head}");
         assert!(String::from_utf8_lossy(&body).contains("[REDACTED:aws_access_key_id]"));
@@ -239,38 +277,63 @@ fn data_segments_in(s: &std::net::TcpStream) -> u32 {
     info.tcpi_data_segs_in
 }
 
-/// A sanitized reply to an upstream body of known length is corked: head,
-/// chunk and last chunk leave in one TCP segment instead of three. The cork
-/// is cleared once the reply is written, so replies on a keep-alive
-/// connection are not held until the kernel's 200 ms limit.
-#[test]
-fn a_small_sanitized_reply_leaves_in_one_segment() {
-    let g = Gateway::start(GatewayOpts::default());
+/// The sanitized replies of `path`, five on one keep-alive connection: how
+/// many data segments each took to reach the client, and how long each took.
+fn segments_per_reply(
+    g: &Gateway,
+    path: &str,
+    read: fn(&mut std::io::BufReader<std::net::TcpStream>) -> (String, Vec<u8>),
+) -> (Vec<u32>, Vec<Duration>) {
     let up = g.upstream.url();
     let deleg = g.delegation(&up, "http/*");
-    let (stream, mut r) = raw_connection(&g);
-    let (mut elapsed, mut segments) = (Vec::new(), Vec::new());
+    let (stream, mut r) = raw_connection(g);
+    let (mut segments, mut elapsed) = (Vec::new(), Vec::new());
     for i in 0..5 {
         let tok = g.invocation(&up, "http/GET", &deleg);
         let before = data_segments_in(&stream);
         let t0 = Instant::now();
-        write_get(&stream, "/svc/secrets", &tok, &deleg);
-        let (head, body) = read_chunked(&mut r);
+        write_get(&stream, path, &tok, &deleg);
+        let (head, body) = read(&mut r);
         elapsed.push(t0.elapsed());
         assert!(head.starts_with("http/1.1 200"), "request {i}: {head}");
-        assert!(String::from_utf8_lossy(&body).contains("[REDACTED:aws_access_key_id]"));
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("the reply is JSON");
+        assert_eq!(v["aws"], "[REDACTED:aws_access_key_id]");
         segments.push(data_segments_in(&stream) - before);
     }
+    elapsed.sort();
+    (segments, elapsed)
+}
+
+/// A reply whose whole body came with the head is sanitized before pingora
+/// writes the head, so it carries its exact `Content-Length` (the sanitized
+/// length, checked by `read_sized`) and leaves in one segment, where chunked
+/// framing costs three writes.
+#[test]
+fn a_reply_sanitized_whole_before_its_head_leaves_carries_its_length() {
+    let g = Gateway::start(GatewayOpts::default());
+    let (segments, _) = segments_per_reply(&g, "/svc/secrets", read_sized);
+    assert!(segments.iter().all(|&n| n == 1), "segments per reply: {segments:?}");
+}
+
+/// A sanitized reply whose head came alone is chunked; for a body of known
+/// length the head is corked, so head, chunk and last chunk leave in one
+/// TCP segment instead of three. The cork is cleared once the reply is
+/// written, so replies on a keep-alive connection are not held until the
+/// kernel's 200 ms limit (the upstream sends the body 20 ms after its head).
+#[test]
+fn a_small_sanitized_reply_whose_head_came_alone_leaves_in_one_segment() {
+    let g = Gateway::start(GatewayOpts::default());
+    let (segments, elapsed) = segments_per_reply(&g, "/svc/head-first", read_chunked);
     // Uncorked, every reply is 3 segments. A reply may be 2 when the
     // gateway stalls past the kernel's 200 ms timer between head and end
     // (a busy CI machine), never more.
     assert!(segments.iter().all(|&n| n <= 2) && segments.iter().filter(|&&n| n == 1).count() >= 4, "segments per reply: {segments:?}");
-    elapsed.sort();
     assert!(elapsed[2] < Duration::from_millis(100), "replies were held back: {elapsed:?}");
 }
 
-/// A body of known length that arrives in parts is not held back: the cork
-/// is cleared before the first part is written, so the head and that part
+/// A body of known length that arrives in parts is not held back: the head
+/// comes alone and is corked, the cork is cleared before the first part is
+/// written, so the head and that part
 /// reach the agent, as two segments, while the upstream still holds the
 /// rest. Were the cork kept, both would leave together, as one segment, only
 /// when the kernel's 200 ms timer fired.
