@@ -17,6 +17,7 @@ use crate::admission::{self, RequestView};
 use crate::refusal::Refusal;
 use crate::response_cork::CorkCandidate;
 use crate::response_framing::{ReplyFraming, ReplyFramingBuilder};
+use crate::response_sanitize::UNSANITIZABLE_BODY;
 use crate::routes::Route;
 use crate::state::GatewayState;
 use crate::vault::Secret;
@@ -269,7 +270,7 @@ impl ProxyHttp for Gateway {
             release_cork(session);
         }
         if let Err(e) = crate::response_sanitize::filter_chunk(&mut ctx.body, body, end_of_stream) {
-            ctx.refused = Some((502, "unsanitizable_body"));
+            ctx.refused = Some((502, UNSANITIZABLE_BODY));
             *body = None;
             return Err(e);
         }
@@ -283,8 +284,8 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let refusal = match e.etype() {
             ErrorType::HTTPStatus(code) if (400..500).contains(code) => Refusal::new(*code, "bad_request", "the request could not be read"),
-            ErrorType::Custom("unsanitizable_body") => {
-                Refusal::new(502, "unsanitizable_body", "the upstream body could not be decoded, so it was not forwarded")
+            ErrorType::Custom(UNSANITIZABLE_BODY) => {
+                Refusal::new(502, UNSANITIZABLE_BODY, "the upstream body could not be decoded, so it was not forwarded")
             }
             _ => match e.esource() {
                 ErrorSource::Upstream => Refusal::new(502, "upstream_unavailable", "the upstream could not be reached or failed"),
@@ -326,7 +327,7 @@ impl ProxyHttp for Gateway {
         let (decision, reason) = match ctx.refused {
             Some((
                 _,
-                code @ ("upstream_unavailable" | "internal" | "client_closed" | "bad_request" | "unsanitizable_body" | "audit_unavailable"),
+                code @ ("upstream_unavailable" | "internal" | "client_closed" | "bad_request" | UNSANITIZABLE_BODY | "audit_unavailable"),
             )) => ("error", code),
             Some((_, "step_up_required")) => ("step_up", "step_up_required"),
             Some((_, code)) => ("deny", code),

@@ -31,9 +31,12 @@
 //! session's client address (one `getpeername`); otherwise nothing is corked.
 //!
 //! While corked the kernel still sends every full segment at once, and never
-//! holds a partial one for longer than 200 ms. Only the time at which the agent
-//! sees the head of a slow upstream's response can move, never the time it has
-//! the whole response. Linux only; elsewhere nothing is corked.
+//! holds a partial one for longer than 200 ms. What can move is the time at
+//! which the agent sees the head of a slow upstream's response, and, when
+//! the agent is still sending its request body after the upstream has
+//! answered (`logging` runs once both directions are done), the time it has
+//! the rest of a small reply, by at most those 200 ms. Linux only; elsewhere
+//! nothing is corked.
 
 use pingora::proxy::Session;
 
@@ -65,8 +68,10 @@ impl CorkCandidate {
     }
 
     /// Cork the socket, if its peer is still the session's client. Called
-    /// only while the session that gave the candidate writes its head.
-    pub fn engage(self) -> Option<Cork> {
+    /// only while the session that gave the candidate writes its head (from
+    /// that session's own [`crate::response_framing::ReplyFraming`]), so the
+    /// descriptor is the session's, open, for the call.
+    pub(crate) fn engage(self) -> Option<Cork> {
         (peer_of(self.fd) == Some(self.client) && set_cork(self.fd, true)).then_some(Cork { fd: self.fd })
     }
 }
@@ -88,8 +93,9 @@ fn stream_id(session: &Session) -> Option<i32> {
 }
 
 /// The socket behind `fd`, borrowed for one call. `fd` must be open for the
-/// call: [`Cork`] passes only the descriptor of the session it is given,
-/// checked against that session's stream.
+/// call: [`Cork::release`] passes only the descriptor of the session it is
+/// given, checked against that session's stream; [`CorkCandidate::engage`]
+/// runs inside the write of the session it was taken from.
 #[cfg(target_os = "linux")]
 fn with_socket<T>(fd: i32, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
     // SAFETY: `fd` (> 2, checked by the callers) belongs to a live downstream

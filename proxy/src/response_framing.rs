@@ -95,7 +95,12 @@ impl ReplyFraming {
     }
 
     /// Frame the head about to be written. `end`: the head has no body.
+    /// An informational head (1xx) is left alone: the framing is the final
+    /// head's, and a 1xx carries no length.
     fn frame(&mut self, resp: &mut ResponseHeader, end: bool) -> Result<()> {
+        if resp.status.is_informational() {
+            return Ok(());
+        }
         let State::Open { sent, parts, whole, cork } = std::mem::take(&mut self.state) else {
             return Ok(());
         };
@@ -175,6 +180,19 @@ mod tests {
         let mut h = chunked_head();
         f.frame(&mut h, true).expect("frame");
         assert_eq!(h.headers.get("content-length").map(|v| v.as_bytes()), Some(&b"0"[..]));
+    }
+
+    #[test]
+    fn an_informational_head_is_left_alone_and_the_final_head_framed() {
+        let mut f = ReplyFraming::default();
+        f.open(None);
+        f.sanitized(9, true);
+        let mut early = ResponseHeader::build(103, None).expect("head");
+        f.frame(&mut early, false).expect("frame");
+        assert!(early.headers.get("content-length").is_none());
+        let mut h = chunked_head();
+        f.frame(&mut h, false).expect("frame");
+        assert_eq!(h.headers.get("content-length").map(|v| v.as_bytes()), Some(&b"9"[..]));
     }
 
     #[test]

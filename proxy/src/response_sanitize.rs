@@ -10,8 +10,12 @@
 //! - Other bodies follow `[sanitize] binary`: passed (counted and logged) or
 //!   refused with `502 binary_blocked`.
 //! - Header values are scanned with the same catalogue.
-//! - A body that fails to decode mid-stream aborts the response: the agent
-//!   gets a truncated response, never unsanitized bytes.
+//! - A body that fails to decode ([`UNSANITIZABLE_BODY`]) is never forwarded:
+//!   before the response's head has left, the agent gets `502
+//!   unsanitizable_body`; after it, the response is cut off (no last chunk,
+//!   or a reset HTTP/2 stream).
+//! - A declared empty body (`Content-Length: 0`) is passed as it is: there
+//!   is nothing in it to sanitize, decode or block.
 
 use crate::config::BinaryPolicy;
 use crate::refusal::Refusal;
@@ -24,6 +28,9 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::ErrorType;
 use std::sync::Arc;
+
+/// The error code of a body that could not be decoded.
+pub const UNSANITIZABLE_BODY: &str = "unsanitizable_body";
 
 /// How the body of one response is handled.
 pub enum BodyHandling {
@@ -40,6 +47,7 @@ pub enum BodyHandling {
 /// The `handling` label of `capgate_response_bodies_total`.
 pub fn handling_label(h: &BodyHandling, refused: Option<&'static str>) -> Option<&'static str> {
     match (h, refused) {
+        (BodyHandling::Sanitize { .. }, Some(UNSANITIZABLE_BODY)) => Some("unsanitizable"),
         (BodyHandling::Sanitize { .. }, _) => Some("sanitized"),
         (BodyHandling::Pass, _) => Some("binary_pass"),
         (BodyHandling::Replace(_), Some("binary_blocked")) => Some("binary_blocked"),
@@ -144,6 +152,11 @@ pub fn plan(
     request_id: &str,
 ) -> Result<(BodyHandling, Option<&'static str>)> {
     let status = resp.status.as_u16();
+    // pingora ends such a response with its head, so a replacement body
+    // could not be sent.
+    if resp.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0") {
+        return Ok((BodyHandling::None, None));
+    }
     let no_body = method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
     let ct = resp.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let kind = classify(ct.as_deref());
@@ -189,7 +202,7 @@ pub fn filter_chunk(handling: &mut BodyHandling, body: &mut Option<Bytes>, end: 
         BodyHandling::Sanitize { decoder, stream } => {
             let chunk: &[u8] = body.as_deref().unwrap_or(&[]);
             let mut out = Vec::with_capacity(chunk.len() + 64);
-            let fail = |_| Error::explain(ErrorType::Custom("unsanitizable_body"), "the upstream body could not be decoded");
+            let fail = |_| Error::explain(ErrorType::Custom(UNSANITIZABLE_BODY), "the upstream body could not be decoded");
             match decoder {
                 Some(d) => {
                     let mut decoded = Vec::with_capacity(chunk.len() * 4);

@@ -103,11 +103,13 @@ fn compress(coding: &str, data: &[u8]) -> Vec<u8> {
 }
 
 /// How long the routes that send their head alone wait before the body:
-/// long enough that the head reaches the gateway alone.
-const HEAD_ALONE_FOR: Duration = Duration::from_millis(20);
+/// long enough that the gateway reads the head alone.
+pub const HEAD_ALONE_FOR: Duration = Duration::from_millis(50);
 
 /// A body sent in two parts: `first` after `first_after`, `second` once a
 /// test sets `go` (or after 10 s), with `sent_second` set just before it goes.
+/// With no wait, `first` is ready before the response is returned, so hyper
+/// writes it with the head (one write: the gateway reads them together).
 fn second_part_on_go(
     first_after: Duration,
     first: Bytes,
@@ -118,9 +120,17 @@ fn second_part_on_go(
     use http_body_util::BodyExt as _;
     use std::sync::atomic::Ordering;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(2);
+    let later = if first_after.is_zero() {
+        let _ = tx.try_send(Ok(hyper::body::Frame::data(first)));
+        None
+    } else {
+        Some(first)
+    };
     tokio::spawn(async move {
-        tokio::time::sleep(first_after).await;
-        let _ = tx.send(Ok(hyper::body::Frame::data(first))).await;
+        if let Some(first) = later {
+            tokio::time::sleep(first_after).await;
+            let _ = tx.send(Ok(hyper::body::Frame::data(first))).await;
+        }
         for _ in 0..1000 {
             if go.load(Ordering::SeqCst) {
                 break;
@@ -166,6 +176,12 @@ async fn respond(
             .header("content-type", "application/json")
             .header("content-encoding", "gzip")
             .body(full(format!("not gzip at all, {FAKE_AWS_KEY}")))
+            .expect("response"),
+        "/empty-binary" => hyper::Response::builder().header("content-type", "image/png").body(full("")).expect("response"),
+        "/empty-in-unknown-coding" => hyper::Response::builder()
+            .header("content-type", "application/json")
+            .header("content-encoding", "compress")
+            .body(full(""))
             .expect("response"),
         "/binary" => hyper::Response::builder()
             .header("content-type", "image/png")
