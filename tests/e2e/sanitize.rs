@@ -354,10 +354,9 @@ fn a_small_sanitized_reply_whose_head_came_alone_leaves_in_one_segment() {
 
 /// A body of known length that arrives in parts is not held back: the head
 /// comes alone and is corked, the cork is cleared before the first part is
-/// written, so the head and that part
-/// reach the agent, as two segments, while the upstream still holds the
-/// rest. Were the cork kept, both would leave together, as one segment, only
-/// when the kernel's 200 ms timer fired.
+/// written, so the head and that part reach the agent, as two segments,
+/// while the upstream still holds the rest. Were the cork kept, both would
+/// leave together, as one segment, only when the kernel's 200 ms timer fired.
 #[test]
 fn a_body_of_known_length_arriving_in_parts_is_not_held() {
     let g = Gateway::start(GatewayOpts::default());
