@@ -152,8 +152,9 @@ pub fn plan(
     request_id: &str,
 ) -> Result<(BodyHandling, Option<&'static str>)> {
     let status = resp.status.as_u16();
-    // pingora ends such a response with its head, so a replacement body
-    // could not be sent.
+    // A declared empty body: nothing to sanitize, decode or block. (pingora
+    // ends such a response with its head, so a refusal body could not be
+    // sent either.)
     if resp.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0") {
         return Ok((BodyHandling::None, None));
     }
