@@ -8,6 +8,7 @@
 use capgate_filters::ucan::did::{did_key, parse_did_key};
 use capgate_filters::ucan::mint::{mint, MintSpec};
 use capgate_filters::ucan::replay::ReplayGuard;
+use capgate_filters::ucan::signature::IssuerKey;
 use capgate_filters::ucan::token::parse_jwt;
 use capgate_filters::ucan::Cid;
 use capgate_filters::ucan::{Verifier, VerifierConfig};
@@ -104,6 +105,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("cid", |b| b.iter(|| Cid::of(inv.as_bytes())));
     g.bench_function("parse_did_key", |b| b.iter(|| parse_did_key(&did).is_ok()));
     g.bench_function("ed25519_verify_strict", |b| b.iter(|| vk.verify_strict(msg, &sig).is_ok()));
+    // The same acceptance, the key's small-order check made once (what the verifier uses).
+    let issuer = IssuerKey::new(vk);
+    g.bench_function("ed25519 strict, key checked once (IssuerKey)", |b| b.iter(|| issuer.verify_strict(msg, &sig).is_ok()));
     g.bench_function("parse_jwt (all of the above, decoding)", |b| b.iter(|| parse_jwt(&inv).is_ok()));
     // Nonces live 50 ms: the set stays at its steady size (about 50 ms of
     // insertions) and every insertion also pays its share of the cleanup.

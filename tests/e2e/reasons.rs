@@ -142,3 +142,74 @@ fn replay_protection_off_reuses_cached_chains() {
     let m = g.metrics_with(r#"capgate_ucan_cache_total{result="hit"} 3"#);
     assert!(m.contains(r#"capgate_ucan_cache_total{result="hit"} 3"#), "{m}");
 }
+
+/// Signatures that satisfy the plain (cofactorless) Ed25519 equation but not
+/// strict verification, through the real pipeline: each is `401
+/// bad_signature`, and nothing reaches the upstream.
+#[test]
+fn signatures_only_plain_ed25519_accepts_are_refused() {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT as B, EIGHT_TORSION};
+    use curve25519_dalek::scalar::Scalar;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    use sha2::{Digest, Sha512};
+
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let get = |t: &str, u: Option<&str>| call(&g, "GET", "/svc/x", Some(t), u);
+    let with_signature = |input: &str, r: [u8; 32], s: Scalar| {
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r);
+        sig[32..].copy_from_slice(s.as_bytes());
+        (format!("{input}.{}", b64::encode(&sig)), Signature::from_bytes(&sig))
+    };
+    let identity = EIGHT_TORSION[0].compress().to_bytes();
+
+    // 1. The agent itself signs with R = the identity point: s = k·a, where
+    //    k = SHA-512(R ‖ A ‖ input) and a is the agent's secret scalar.
+    let good = g.invocation(&up, "http/GET", &deleg);
+    let (input, _) = good.rsplit_once('.').expect("jwt");
+    let agent = g.agent_key.verifying_key();
+    let expanded = Sha512::digest(g.agent_key.to_bytes());
+    let mut a = [0u8; 32];
+    a.copy_from_slice(&expanded[..32]);
+    a[0] &= 248;
+    a[31] &= 127;
+    a[31] |= 64;
+    let a = Scalar::from_bytes_mod_order(a);
+    assert_eq!((B * a).compress().to_bytes(), agent.to_bytes());
+    let k = Scalar::from_bytes_mod_order_wide(
+        &Sha512::new().chain_update(identity).chain_update(agent.as_bytes()).chain_update(input).finalize().into(),
+    );
+    let (token, sig) = with_signature(input, identity, k * a);
+    assert!(agent.verify(input.as_bytes(), &sig).is_ok(), "the premise: the plain check accepts it");
+    assert_refused(&get(&token, Some(&deleg)), 401, "bad_signature");
+
+    // 2. A root delegates to a key of small order (the identity point). For
+    //    such a key anyone can make R = [s]B for any s and any payload.
+    let weak = VerifyingKey::from_bytes(&identity).expect("the identity is a valid encoding");
+    let weak_did = capgate_filters::ucan::did::did_key(&weak);
+    let weak_deleg = mint(
+        &g.root_key,
+        &MintSpec {
+            audience: weak_did.clone(),
+            capabilities: vec![(up.clone(), "http/*".into())],
+            expires: now() + 600,
+            ..Default::default()
+        },
+    );
+    let payload = format!(
+        r#"{{"ucv":"0.10.0","iss":"{weak_did}","aud":"{}","exp":{},"nnc":"{}","cap":{{"{up}":{{"http/GET":[{{}}]}}}},"prf":["{}"]}}"#,
+        g.gateway_did(),
+        now() + 30,
+        nonce(),
+        capgate_filters::ucan::Cid::of(weak_deleg.as_bytes())
+    );
+    let input = format!("{}.{}", b64::encode(br#"{"alg":"EdDSA","typ":"JWT"}"#), b64::encode(payload.as_bytes()));
+    let s = Scalar::from_bytes_mod_order([9; 32]);
+    let (forged, sig) = with_signature(&input, (B * s).compress().to_bytes(), s);
+    assert!(weak.verify(input.as_bytes(), &sig).is_ok(), "the premise: the plain check accepts the forgery");
+    assert_refused(&get(&forged, Some(&weak_deleg)), 401, "bad_signature");
+
+    assert!(g.upstream.requests().is_empty(), "nothing reached the upstream");
+}

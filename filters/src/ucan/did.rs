@@ -5,10 +5,12 @@
 //!
 //! Decoding a `did:key` (base58, then decompressing the curve point) costs
 //! about 3.6 µs, a tenth of a signature check, and an agent signs every
-//! invocation with the same key; [`KeyCache`] keeps decoded keys. It caches a
-//! pure function of the DID string, so it grants nothing: a key is trusted
+//! invocation with the same key; [`KeyCache`] keeps decoded keys, each with
+//! its own strict-verification check already made ([`IssuerKey`]). It caches
+//! a pure function of the DID string, so it grants nothing: a key is trusted
 //! only through the chain that names it.
 
+use super::signature::IssuerKey;
 use ed25519_dalek::VerifyingKey;
 
 /// The multicodec varint prefix of an Ed25519 public key.
@@ -42,7 +44,7 @@ pub fn parse_did_key(did: &str) -> Result<VerifyingKey, DidError> {
 /// Decoded `did:key`s by DID, bounded in entries. Only successful decodings
 /// are kept; an evicted key is decoded again.
 pub struct KeyCache {
-    keys: moka::sync::Cache<Box<str>, VerifyingKey>,
+    keys: moka::sync::Cache<Box<str>, IssuerKey>,
 }
 
 impl KeyCache {
@@ -51,11 +53,11 @@ impl KeyCache {
     }
 
     /// [`parse_did_key`], through the cache.
-    pub fn parse(&self, did: &str) -> Result<VerifyingKey, DidError> {
+    pub fn parse(&self, did: &str) -> Result<IssuerKey, DidError> {
         if let Some(key) = self.keys.get(did) {
             return Ok(key);
         }
-        let key = parse_did_key(did)?;
+        let key = IssuerKey::new(parse_did_key(did)?);
         self.keys.insert(did.into(), key);
         Ok(key)
     }
@@ -81,14 +83,14 @@ mod tests {
         for _ in 0..3 {
             for k in &keys {
                 let did = did_key(k);
-                assert_eq!(cache.parse(&did), Ok(*k));
-                assert_eq!(cache.parse(&did), parse_did_key(&did));
+                assert_eq!(cache.parse(&did), Ok(IssuerKey::new(*k)));
+                assert_eq!(cache.parse(&did), parse_did_key(&did).map(IssuerKey::new));
             }
         }
         for bad in ["did:web:example.com", "did:key:z0OIl", "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme"] {
             assert!(parse_did_key(bad).is_err());
-            assert_eq!(cache.parse(bad), parse_did_key(bad));
-            assert_eq!(cache.parse(bad), parse_did_key(bad), "a failure is not cached as a success");
+            assert_eq!(cache.parse(bad), parse_did_key(bad).map(IssuerKey::new));
+            assert_eq!(cache.parse(bad), parse_did_key(bad).map(IssuerKey::new), "a failure is not cached as a success");
         }
     }
 

@@ -1,7 +1,7 @@
 //! UCAN verification for HTTP calls.
 //!
 //! - [`token`] parses a wire token into a version-neutral [`Token`] and checks
-//!   its signature (the format seam);
+//!   its signature (the format seam), which [`signature`] verifies;
 //! - [`chain`] walks proofs back to a tenant root, checking links, time
 //!   windows and attenuation;
 //! - [`capability`] decides what a capability covers;
@@ -18,6 +18,7 @@ pub mod cid;
 pub mod did;
 pub mod mint;
 pub mod replay;
+pub mod signature;
 pub mod token;
 pub mod verifier;
 

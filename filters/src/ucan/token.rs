@@ -12,14 +12,16 @@
 //!
 //! Parsing is strict: canonical unpadded base64url, strict JSON with no
 //! duplicate or unknown fields, `alg: EdDSA` only, issuers that are Ed25519
-//! `did:key`s, and a signature checked with `verify_strict`.
+//! `did:key`s, and a signature checked as strictly as `verify_strict` does
+//! ([`super::signature`]).
 
 use super::b64;
 use super::capability::{Capability, CapabilityError};
 use super::cid::Cid;
 use super::did::{parse_did_key, DidError, KeyCache};
+use super::signature::IssuerKey;
 use super::Reason;
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::Signature;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -255,9 +257,9 @@ pub fn parse_jwt_keyed(jwt: &str, cid: Cid, keys: Option<&KeyCache>) -> Result<T
             return Err(malformed("nbf is after exp"));
         }
     }
-    let issuer_key: Result<VerifyingKey, DidError> = match keys {
+    let issuer_key: Result<IssuerKey, DidError> = match keys {
         Some(cache) => cache.parse(&iss),
-        None => parse_did_key(&iss),
+        None => parse_did_key(&iss).map(IssuerKey::new),
     };
     let issuer_key = issuer_key.map_err(|e| match e {
         DidError::UnsupportedKeyType(_) => TokenError::new(Reason::BadSignature, "the issuer is not an Ed25519 did:key"),
