@@ -76,8 +76,10 @@ pub struct ServerSection {
     /// Seconds an upstream read may stall.
     #[serde(default = "default_read_timeout")]
     pub upstream_read_timeout_secs: u64,
-    /// Read buffer per agent connection, in bytes (pingora's default is
-    /// 64 KiB, which an idle keep-alive connection holds for its lifetime).
+    /// Read buffer per agent connection, in bytes. 0 (the default): none,
+    /// reads go straight into pingora's request, body and HTTP/2 frame
+    /// buffers, which read into their own space anyway. pingora's own default
+    /// is 64 KiB, held by every idle keep-alive connection for its lifetime.
     #[serde(default = "default_read_buffer")]
     pub read_buffer_bytes: usize,
     /// Serve HTTP/2 with prior knowledge (h2c) on the plaintext listener,
@@ -111,7 +113,7 @@ fn default_h2c_idle_timeout() -> u64 {
     60
 }
 fn default_read_buffer() -> usize {
-    4096
+    0
 }
 
 impl Default for ServerSection {

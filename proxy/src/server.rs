@@ -38,7 +38,8 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
     let mut proxy =
         Service::new("capgate proxy".to_owned(), AgentListener::new(gateway, Duration::from_secs(cfg.server.h2c_idle_timeout_secs)));
     // pingora's L4 write buffer default (one MSS) is kept; the read buffer
-    // is sized by config because every idle keep-alive connection holds it.
+    // is sized by config (none by default) because every idle keep-alive
+    // connection holds it.
     let buffers = L4BufferSettings::new(cfg.server.read_buffer_bytes, pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE);
     proxy.add_listener(ListenerConfig::tcp(cfg.server.listen.as_str()).l4_buffer(buffers));
     server.add_service(proxy);

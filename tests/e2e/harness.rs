@@ -801,3 +801,79 @@ pub fn assert_sse_flows_event_by_event(g: &Gateway, mut r: impl std::io::Read) {
     let all = String::from_utf8_lossy(&got);
     assert!(all.ends_with("data: {\"n\":2,\"text\":\"key [REDACTED:aws_access_key_id]\"}\n\n"), "{all}");
 }
+
+/// A raw keep-alive connection to the gateway: the stream (to write to and
+/// inspect) and a buffered reader over a clone of it.
+pub fn raw_connection(g: &Gateway) -> (std::net::TcpStream, std::io::BufReader<std::net::TcpStream>) {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    (stream, reader)
+}
+
+/// Send a GET for `path` carrying `tok` and its proof on a raw connection.
+pub fn write_get(mut w: &std::net::TcpStream, path: &str, tok: &str, deleg: &str) {
+    use std::io::Write;
+    write!(w, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nucans: {deleg}\r\n\r\n").expect("write");
+}
+
+/// Read a response head, lower-cased, up to the empty line.
+pub fn read_head(r: &mut impl std::io::BufRead) -> String {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).expect("head line") == 0 {
+            panic!("the connection closed before the end of a response head; read: {head:?}");
+        }
+        if line == "\r\n" {
+            return head;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+}
+
+/// Read one chunk; `None` for the last (zero-length) chunk.
+pub fn read_chunk(r: &mut impl std::io::BufRead) -> Option<Vec<u8>> {
+    let mut size = String::new();
+    r.read_line(&mut size).expect("chunk size");
+    let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
+    let mut chunk = vec![0u8; n + 2];
+    r.read_exact(&mut chunk).expect("chunk");
+    chunk.truncate(n);
+    (n > 0).then_some(chunk)
+}
+
+/// Read the remaining chunks of a body, to the last chunk.
+pub fn read_chunks(r: &mut impl std::io::BufRead) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Some(chunk) = read_chunk(r) {
+        body.extend_from_slice(&chunk);
+    }
+    body
+}
+
+/// The `content-length` of a lower-cased head.
+pub fn content_length(head: &str) -> Option<usize> {
+    head.lines().find_map(|l| l.strip_prefix("content-length: ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Read one HTTP/1.1 response that must be framed by its `Content-Length`:
+/// the lower-cased head and the body.
+pub fn read_sized(r: &mut impl std::io::BufRead) -> (String, Vec<u8>) {
+    let (head, body) = read_reply(r);
+    assert!(!head.contains("transfer-encoding") && content_length(&head).is_some(), "{head}");
+    (head, body)
+}
+
+/// Read one HTTP/1.1 response, chunked or framed by its `Content-Length`.
+pub fn read_reply(r: &mut impl std::io::BufRead) -> (String, Vec<u8>) {
+    let head = read_head(r);
+    if head.contains("transfer-encoding: chunked") {
+        let body = read_chunks(r);
+        return (head, body);
+    }
+    let n = content_length(&head).unwrap_or_else(|| panic!("neither chunked nor sized: {head}"));
+    let mut body = vec![0u8; n];
+    r.read_exact(&mut body).expect("body");
+    (head, body)
+}

@@ -400,3 +400,58 @@ fn secrets_never_appear_in_responses_or_logs() {
     }
     assert!(log.contains("\"decision\":\"allow\"") && log.contains("\"reason\":\"replayed\""), "log lines exist");
 }
+
+/// How the agent listener reads requests. By default (`server.read_buffer_bytes
+/// = 0`) an agent connection has no read buffer of its own: reads go straight
+/// into pingora's request buffer. On one keep-alive connection a head larger
+/// than that buffer's first 4 KiB is read whole, and a POST whose head and
+/// body arrive in pieces reaches the upstream whole. Requests pipelined in
+/// one write get pingora's default treatment (RFC 9112 §9.3.2 lets a server
+/// close instead of pipelining): the first is answered, then the connection
+/// closes, and the others never reach the upstream, so the client retries them.
+#[test]
+fn large_trickled_and_pipelined_requests() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let head = |method: &str, path: &str, extra: &str| {
+        let can = format!("http/{method}");
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nucans: {deleg}\r\n{extra}\r\n",
+            g.invocation(&up, &can, &deleg)
+        )
+    };
+
+    let (mut stream, mut r) = raw_connection(&g);
+    let padding = "p".repeat(9 * 1024);
+    let big = head("GET", "/svc/big", &format!("X-Padding: {padding}\r\n"));
+    assert!(big.len() > 10 * 1024);
+    stream.write_all(big.as_bytes()).expect("write");
+    let (h, _) = read_reply(&mut r);
+    assert!(h.starts_with("http/1.1 200"), "large head: {h}");
+
+    let body = b"0123456789".repeat(3000);
+    let post = head("POST", "/svc/upload", &format!("Content-Length: {}\r\n", body.len()));
+    let (a, b) = post.as_bytes().split_at(post.len() / 2);
+    for piece in [a, b, &body[..7000], &body[7000..]] {
+        stream.write_all(piece).expect("write");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    let (h, _) = read_reply(&mut r);
+    assert!(h.starts_with("http/1.1 200"), "trickled POST on the same connection: {h}");
+
+    let (mut stream, mut r) = raw_connection(&g);
+    let batch: String = (0..3).map(|i| head("GET", &format!("/svc/p{i}"), "")).collect();
+    stream.write_all(batch.as_bytes()).expect("write");
+    let (h, _) = read_reply(&mut r);
+    assert!(h.starts_with("http/1.1 200"), "first pipelined request: {h}");
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).expect("read to the close");
+    assert!(rest.is_empty(), "nothing after the first reply: {}", String::from_utf8_lossy(&rest));
+
+    let seen = g.upstream.requests();
+    let uris: Vec<&str> = seen.iter().map(|s| s.uri.as_str()).collect();
+    assert_eq!(uris, ["/big", "/upload", "/p0"]);
+    assert_eq!(seen[0].header("x-padding"), Some(padding.as_str()));
+    assert_eq!(seen[1].body, body);
+}
