@@ -5,10 +5,18 @@
 //! (`Authorization`, `Proxy-*`, `Cookie`, `ucans`, capgate's own `capgate-*`
 //! headers), headers that frameworks read as another method, URL or host
 //! (`X-HTTP-Method-Override`, `X-Original-URL`, `X-Forwarded-Host`,
-//! `Forwarded`, …) and the route's `strip_headers`. A `Connection` listing
-//! never removes framing headers (`Content-Length`, `Transfer-Encoding`). Then set: the route's credential
-//! header from the vault, `Host`, the normalised path and query, and the
-//! request id.
+//! `Forwarded`, …) and the route's `strip_headers`. Then set: the route's
+//! credential header from the vault, `Host`, the normalised path and query,
+//! and the request id.
+//!
+//! A `Connection` listing never makes capgate remove a framing or content
+//! header ([`protected`]). pingora 0.9.1 then applies its own rule to the
+//! listing when it sends the request (pingora-proxy `proxy_common.rs`):
+//! - it removes every listed header, these included;
+//! - a listed `Content-Length` makes it send the body chunked, intact;
+//! - a listing of `Host` or `X-Forwarded-*`, a malformed one or one of 10
+//!   names or more fails the request, and the agent gets
+//!   `400 bad_request`.
 
 use crate::routes::Route;
 use crate::vault::Secret;

@@ -268,6 +268,45 @@ fn method_and_url_overrides_never_reach_the_upstream() {
     assert_eq!(g.upstream.requests().len(), 1);
 }
 
+/// A `Connection` listing as pingora 0.9.1 applies it after capgate's own
+/// strip (upstream_headers.rs): every listed header is dropped, a listed
+/// `Content-Length` re-frames the body as chunked without losing it, and a
+/// listing that names `Host`, or ten names or more, is refused as JSON.
+#[test]
+fn connection_listings_drop_headers_keep_bodies_and_refuse_protected_names() {
+    let g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    let client = reqwest::blocking::Client::new();
+    let r = send(
+        client
+            .post(g.url("/svc/a"))
+            .header("authorization", format!("Bearer {}", g.invocation(&up, "http/POST", &deleg)))
+            .header("ucans", &deleg)
+            .header("connection", "keep-alive, Content-Length, Content-Type")
+            .header("content-type", "application/json")
+            .body(r#"{"kept":true}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let seen = g.upstream.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, br#"{"kept":true}"#);
+    assert_eq!(seen[0].header("content-length"), None);
+    assert_eq!(seen[0].header("transfer-encoding"), Some("chunked"));
+    assert_eq!(seen[0].header("content-type"), None);
+    for listing in ["keep-alive, Host", "x-forwarded-for", "a, b, c, d, e, f, g, h, i, j"] {
+        let r = send(
+            client
+                .get(g.url("/svc/a"))
+                .header("authorization", format!("Bearer {}", g.invocation(&up, "http/GET", &deleg)))
+                .header("ucans", &deleg)
+                .header("connection", listing),
+        );
+        assert_refused(&r, 400, "bad_request");
+    }
+    assert_eq!(g.upstream.requests().len(), 1, "a refused listing reached the upstream");
+}
+
 #[test]
 fn unknown_route_and_missing_credential() {
     let g = Gateway::start(GatewayOpts { credential: None, ..Default::default() });
