@@ -210,13 +210,13 @@ pub fn filter_chunk(handling: &mut BodyHandling, body: &mut Option<Bytes>, end: 
                     d.push(chunk, &mut decoded).map_err(fail)?;
                     if end {
                         d.finish(&mut decoded).map_err(fail)?;
+                        stream.push_last(&decoded, &mut out);
+                    } else {
+                        stream.push(&decoded, &mut out);
                     }
-                    stream.push(&decoded, &mut out);
                 }
+                None if end => stream.push_last(chunk, &mut out),
                 None => stream.push(chunk, &mut out),
-            }
-            if end {
-                stream.finish(&mut out);
             }
             *body = if out.is_empty() { None } else { Some(Bytes::from(out)) };
             Ok(())

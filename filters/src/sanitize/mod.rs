@@ -149,6 +149,16 @@ impl<S: std::ops::Deref<Target = Sanitizer>> SanitizeStream<S> {
         self.secrets.finish(&self.s.catalogue, out);
     }
 
+    /// Feed the last chunk and end the body: the same output and counts as
+    /// [`Self::push`] then [`Self::finish`], with one scan of the secrets
+    /// instead of three (most replies arrive in one chunk).
+    pub fn push_last(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.scratch.clear();
+        self.unicode.push(input, &mut self.scratch);
+        self.unicode.finish(&mut self.scratch);
+        self.secrets.push_last(&self.s.catalogue, &self.scratch, out);
+    }
+
     /// Bytes held back right now.
     pub fn held(&self) -> usize {
         self.secrets.held()

@@ -289,6 +289,23 @@ impl SecretScanner {
         self.scan(cat, out, true);
     }
 
+    /// The last chunk and the end of the stream at once: the output of
+    /// `push` then `finish`, from one scan with nothing held back (a body
+    /// that arrives whole is scanned once, not once to find what to hold and
+    /// again to release it).
+    pub fn push_last(&mut self, cat: &Catalogue, text: &[u8], out: &mut Vec<u8>) {
+        if self.buf.is_empty() && !self.in_pem && cat.find(text).is_none() {
+            // No prefix anywhere, and nothing can follow: all of it goes.
+            out.extend_from_slice(text);
+            if let Some(&last) = text.last() {
+                self.prev_byte = last;
+            }
+            return;
+        }
+        self.buf.extend_from_slice(text);
+        self.scan(cat, out, true);
+    }
+
     fn scan(&mut self, cat: &Catalogue, out: &mut Vec<u8>, fin: bool) {
         let len = self.buf.len();
         let mut pos = 0usize; // bytes before `pos` are released or dropped

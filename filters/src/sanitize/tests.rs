@@ -271,12 +271,19 @@ proptest! {
     /// The output does not depend on how the body is split into chunks,
     /// including splits inside UTF-8 sequences, prefixes and PEM blocks.
     #[test]
-    fn output_is_identical_for_any_split(pieces in proptest::collection::vec(corpus_piece(), 1..12), cuts in proptest::collection::vec(0usize..4096, 0..12), invalid in any::<bool>()) {
+    fn output_is_identical_for_any_split(pieces in proptest::collection::vec(corpus_piece(), 1..12), cuts in proptest::collection::vec(0usize..4096, 0..12), invalid in any::<bool>(), tail in 0usize..4) {
         let s = sanitizer();
         let mut body = pieces.concat().into_bytes();
         if invalid && !body.is_empty() {
             let at = body.len() / 2;
             body.insert(at, 0xFF);
+        }
+        // Endings the Unicode filter holds until the end of the stream: a
+        // cut-off UTF-8 sequence, a joiner, or none.
+        match tail {
+            1 => body.extend_from_slice(&"\u{4E2D}".as_bytes()[..2]),
+            2 => body.extend_from_slice("\u{1F468}\u{200D}".as_bytes()),
+            _ => {}
         }
         let (whole, wc) = s.sanitize_all(&body);
         let mut points: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
@@ -284,7 +291,7 @@ proptest! {
         let mut st = s.stream();
         let mut out = Vec::new();
         let mut last = 0;
-        for p in points {
+        for &p in &points {
             st.push(&body[last..p], &mut out);
             last = p;
         }
@@ -293,6 +300,21 @@ proptest! {
         prop_assert_eq!(&out, &whole);
         prop_assert!(std::str::from_utf8(&out).is_ok());
         prop_assert_eq!(st.counts().total_redactions(), wc.total_redactions());
+        // The same chunks with the last one given together with the end.
+        let mut st2 = s.stream();
+        let mut out2 = Vec::new();
+        let mut last = 0;
+        for &p in &points {
+            st2.push(&body[last..p], &mut out2);
+            last = p;
+        }
+        st2.push_last(&body[last..], &mut out2);
+        prop_assert_eq!(&out2, &whole);
+        let (c1, c2) = (st.counts(), st2.counts());
+        prop_assert_eq!(
+            (c1.by_kind, c1.vault_echoes, c1.verified, c1.invisible_removed, c1.invalid_utf8_replaced),
+            (c2.by_kind, c2.vault_echoes, c2.verified, c2.invisible_removed, c2.invalid_utf8_replaced)
+        );
     }
 
     /// Whatever `leaves_unchanged` accepts, sanitizing leaves byte for byte,
