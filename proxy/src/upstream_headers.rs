@@ -20,7 +20,7 @@
 
 use crate::routes::Route;
 use crate::vault::Secret;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, GetAll, HeaderName, HeaderValue};
 use pingora::prelude::*;
 use pingora::ErrorType;
 
@@ -62,9 +62,10 @@ pub fn rewrite(req: &mut RequestHeader, route: &Route, credential: &Secret, targ
     // against the lists; only those present are removed. Looking every
     // listed name up instead cost two map lookups per name (pingora keeps a
     // second map for the names' case), present or not.
+    let connection = req.headers.get_all(header::CONNECTION);
     let mut doomed: Vec<HeaderName> = Vec::new();
     for name in req.headers.keys() {
-        if must_not_pass(name, route, &req.headers) {
+        if must_not_pass(name, route, &connection) {
             doomed.push(name.clone());
         }
     }
@@ -90,7 +91,7 @@ pub fn rewrite(req: &mut RequestHeader, route: &Route, credential: &Secret, targ
 }
 
 /// Whether the agent's header `name` is removed (the module docs list why).
-fn must_not_pass(name: &HeaderName, route: &Route, headers: &http::HeaderMap) -> bool {
+fn must_not_pass(name: &HeaderName, route: &Route, connection: &GetAll<'_, HeaderValue>) -> bool {
     let n = name.as_str();
     HOP_BY_HOP.contains(name)
         || CREDENTIAL_BEARING.contains(name)
@@ -100,17 +101,14 @@ fn must_not_pass(name: &HeaderName, route: &Route, headers: &http::HeaderMap) ->
         || *name == header::HOST
         || *name == route.inject_header
         || route.strip_headers.contains(name)
-        || listed_in_connection(name, headers)
+        || listed_in_connection(name, connection)
 }
 
-/// Whether a `Connection` header names `name` (compared without case, as
-/// header names are), unless it is [`protected`].
-fn listed_in_connection(name: &HeaderName, headers: &http::HeaderMap) -> bool {
+/// Whether the agent's `Connection` headers name `name` (compared without
+/// case, as header names are), unless it is [`protected`].
+fn listed_in_connection(name: &HeaderName, connection: &GetAll<'_, HeaderValue>) -> bool {
     !protected(name)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|listed| listed.trim().eq_ignore_ascii_case(name.as_str()))))
+        && connection.iter().any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|listed| listed.trim().eq_ignore_ascii_case(name.as_str()))))
 }
 
 #[cfg(test)]
