@@ -77,6 +77,18 @@ pub struct Rendered {
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {
+    // Most members (ids, DIDs, CIDs, paths) need no escaping: copy them.
+    // JCS escapes only `"`, `\` and control characters below U+0020; every
+    // other byte, UTF-8 included, is written as it is.
+    // A fold without an early exit, so the check compiles to vector code.
+    let needs_escape = s.as_bytes().iter().fold(false, |e, &b| e | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if !needs_escape {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // serde_json's escaping is JCS's; writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }

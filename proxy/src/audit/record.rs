@@ -207,6 +207,15 @@ mod tests {
     }
 
     #[test]
+    fn hex_is_lower_case_and_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(hex(&[]), "");
+        let all: Vec<u8> = (0..=255).collect();
+        let want: String = all.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&all), want);
+    }
+
+    #[test]
     fn hash_covers_every_field_and_roots_verify() {
         let ev = RequestEvent { event: "request".into(), tenant: "acme".into(), ..Default::default() };
         let (line, hash) = seal_event(&ev, 1, "2026-01-01T00:00:00.000000Z", "acme:i", &genesis("acme:i"));
