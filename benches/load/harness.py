@@ -4,7 +4,7 @@
     python3 benches/load/harness.py [--duration 10] [--rounds 3] [--soak 600]
 
 It builds the release binaries, installs wrk, h2load and nginx with apt when
-they are missing, starts the peers and runs four modes (`--modes`), then
+they are missing, starts the peers and runs five modes (`--modes`), then
 prints one markdown report and writes it to benches/load/RESULTS.md.
 
 Targets:
@@ -38,6 +38,15 @@ Modes:
               an HTTP/2-to-HTTP/1.1 ratio measured with one client. h2load
               sends the same headers on every request, so there is no
               fresh-token case here.
+  instructions  valgrind --tool=callgrind: instructions per request of the
+              passthrough and of capgate (reused token, audit off and on),
+              from sequential requests on one keep-alive connection; each
+              target runs twice (--cg-requests and 3x as many) and the
+              difference is divided by the extra requests, so start-up and
+              shutdown cancel. Instruction counts do not depend on what else
+              the machine is doing, so this is the one figure here that
+              repeats exactly; it does not count time spent waiting in the
+              kernel, and valgrind hides SHA-NI (SHA-256 runs in software).
   --soak N    capgate with fresh tokens at --soak-rate for N seconds, RSS
               sampled every 10 s (600 for the 10-minute soak; off by default).
 
@@ -47,7 +56,7 @@ import argparse, os, re, shutil, signal, statistics, subprocess, sys, tempfile, 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.join(ROOT, "benches", "load")
-PORTS = {"upstream": 18081, "nginx": 18090, "passthrough": 18091, "capgate": 18092, "capgate_admin": 18093, "nginx_h2c": 18094}
+PORTS = {"upstream": 18081, "nginx": 18090, "passthrough": 18091, "capgate": 18092, "capgate_admin": 18093, "nginx_h2c": 18094, "passthrough_cg": 18095}
 TICK = os.sysconf("SC_CLK_TCK")
 procs = []
 
@@ -57,7 +66,7 @@ def sh(cmd, **kw):
 
 
 def ensure_tools():
-    missing = [p for p, b in (("wrk", "wrk"), ("nghttp2-client", "h2load"), ("nginx", "nginx")) if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
+    missing = [p for p, b in (("wrk", "wrk"), ("nghttp2-client", "h2load"), ("nginx", "nginx"), ("valgrind", "valgrind")) if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
     if missing:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         sh(sudo + ["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL)
@@ -516,13 +525,78 @@ def soak(b):
     ]
 
 
+def callgrind_total(path):
+    """Instructions of a whole callgrind run (all threads: one output file)."""
+    for line in open(path):
+        m = re.match(r"(?:summary|totals):\s+(\d+)", line)
+        if m:
+            return int(m.group(1))
+    raise SystemExit(f"{path}: no callgrind totals")
+
+
+def callgrind_run(b, name, n):
+    """Start `name` under callgrind, send n sequential requests on one
+    keep-alive connection, stop it, and return its instruction total."""
+    import http.client
+    out = os.path.join(b.tmp, f"callgrind-{name}-{n}.out")
+    vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    if name == "passthrough":
+        port = PORTS["passthrough_cg"]
+        p = start(vg + [b.bins["passthrough"], str(port), str(PORTS["upstream"]), "2"], log=b.log)
+    else:
+        port = PORTS["capgate"]
+        p = start(vg + [b.bins["capgate"], "serve", "--config", b.confs[name]], env=b.env, log=b.log)
+    wait_port(port, timeout=300)
+    # Mint after the port is up: invocations live 55 s and start-up under
+    # valgrind is slow.
+    headers = dict(h.split(": ", 1) for h in token_headers(b.tokens(1))) if name.startswith("capgate") else {}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for i in range(n):
+        conn.request("GET", b.path(name), headers=headers)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise SystemExit(f"callgrind run of {name}: request {i + 1} got {r.status}")
+    conn.close()
+    # The passthrough stops at once on SIGINT; capgate drains on SIGTERM
+    # (its audit writer commits and writes a last root).
+    os.killpg(p.pid, signal.SIGINT if name == "passthrough" else signal.SIGTERM)
+    p.wait(timeout=300)
+    return callgrind_total(out)
+
+
+def instructions(b):
+    a = b.a
+    n1, n2 = a.cg_requests, 3 * a.cg_requests
+    names = ("passthrough", "capgate-reused-noaudit", "capgate-reused")
+    per = {}
+    for name in names:
+        t1, t2 = callgrind_run(b, name, n1), callgrind_run(b, name, n2)
+        per[name] = (t2 - t1) / (n2 - n1)
+        print(f"callgrind {name:22s} {t1} instr for {n1} requests, {t2} for {n2}: {per[name]:.0f} per request", flush=True)
+    base = per["passthrough"]
+    lines = [
+        f"**Instructions per request** (valgrind --tool=callgrind, whole process, all threads): sequential GETs on one keep-alive connection, (I({n2}) − I({n1})) / {n2 - n1}. valgrind hides SHA-NI, so the SHA-256 of the token hash and of the audit chain runs in software here and weighs more than on the real CPU.",
+        "",
+        "| target | instructions / request | × passthrough | added over passthrough |",
+        "|---|---|---|---|",
+    ]
+    for name in names:
+        lines.append(f"| {name} | {per[name]:.0f} | {per[name] / base:.2f} | {per[name] - base:+.0f} |")
+    return lines
+
+
+MODES = ("throughput", "http2", "latency", "memory", "instructions")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--pool", type=int, default=0, help="fresh tokens per run (default: enough for 20k req/s)")
-    ap.add_argument("--modes", default="throughput,http2,latency,memory", help="comma-separated: throughput, http2, latency, memory")
+    ap.add_argument("--modes", default="throughput,http2,latency,memory,instructions", help="comma-separated: throughput, http2, latency, memory, instructions")
+    ap.add_argument("--cg-requests", type=int, default=1000, help="instructions mode: requests in the shorter of the two callgrind runs")
     ap.add_argument("--h2-streams", type=int, default=4, help="http2 mode: concurrent streams per connection")
     ap.add_argument("--rate", type=int, default=2000, help="latency mode: fixed request rate")
     ap.add_argument("--idle", type=int, default=1000, help="memory mode: idle keep-alive connections")
@@ -533,6 +607,11 @@ def main():
     a.only = [t for t in (x.strip() for x in a.targets.split(",")) if t]
     if a.h2_streams < 1 or a.connections % a.h2_streams or a.connections // a.h2_streams < 2:
         ap.error("--h2-streams must divide --connections into at least 2 connections (h2load runs 2 threads)")
+    bad_modes = [m for m in (x.strip() for x in a.modes.split(",")) if m and m not in MODES]
+    if bad_modes:
+        ap.error(f"unknown mode(s) {', '.join(bad_modes)}; modes are {', '.join(MODES)}")
+    if a.cg_requests < 1:
+        ap.error("--cg-requests must be at least 1")
     if a.only:
         unknown = [t for t in a.only if t not in THROUGHPUT_TARGETS]
         if unknown or a.modes.replace(" ", "") != "throughput":
@@ -547,7 +626,7 @@ def main():
         b = Bench(a, bins, tmp)
         sections = [f"Load harness, {datetime.date.today()}, {os.cpu_count()} cores ({cpu_model()}), everything on 127.0.0.1."]
         modes = [m.strip() for m in a.modes.split(",") if m.strip()]
-        for mode, fn in (("throughput", throughput), ("http2", http2), ("latency", latency), ("memory", memory)):
+        for mode, fn in (("throughput", throughput), ("http2", http2), ("latency", latency), ("memory", memory), ("instructions", instructions)):
             if mode in modes:
                 sections.append("\n".join(fn(b)))
         if a.soak:
