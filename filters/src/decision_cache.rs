@@ -18,6 +18,7 @@
 //! old set. It is bounded in entries; eviction only costs a re-evaluation.
 
 use crate::authz::{AuthzDecision, AuthzRequest};
+use crate::fast_hash::FastState;
 use cedar_policy::PolicySet;
 use moka::sync::Cache;
 use std::sync::Arc;
@@ -88,12 +89,15 @@ fn walk(v: &serde_json::Value, used: &mut ContextUse) {
 /// Memoised decisions of one policy set.
 pub struct DecisionCache {
     uses: ContextUse,
-    cache: Cache<Box<[u8]>, Arc<AuthzDecision>>,
+    cache: Cache<Box<[u8]>, Arc<AuthzDecision>, FastState>,
 }
 
 impl DecisionCache {
     pub fn new(set: &PolicySet, capacity: u64) -> DecisionCache {
-        DecisionCache { uses: ContextUse::of(set), cache: Cache::new(capacity.max(1)) }
+        DecisionCache {
+            uses: ContextUse::of(set),
+            cache: Cache::builder().max_capacity(capacity.max(1)).build_with_hasher(FastState::default()),
+        }
     }
 
     /// What this set's policies read of the volatile context.

@@ -9,6 +9,7 @@
 //!   capability matching, replay protection and the verified-token cache.
 //! - [`authz`]: the Cedar authorization model (schema, entities, context) and
 //!   the evaluator that names the policies that decided.
+//! - [`fast_hash`]: the hasher of the maps and caches on the request path.
 //! - [`decision_cache`]: exact memoisation of Cedar decisions per policy set.
 //! - [`policy_slice`]: per request, the policies that can apply (only those
 //!   are evaluated).
@@ -18,6 +19,7 @@
 
 pub mod authz;
 pub mod decision_cache;
+pub mod fast_hash;
 pub mod normalize;
 pub mod policy_slice;
 pub mod sanitize;

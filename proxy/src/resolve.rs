@@ -6,7 +6,11 @@ use pingora::prelude::*;
 use pingora::ErrorType;
 use std::net::{IpAddr, SocketAddr};
 
-pub async fn upstream_addr(cache: &moka::sync::Cache<String, SocketAddr>, host: &str, port: u16) -> Result<SocketAddr> {
+pub async fn upstream_addr(
+    cache: &moka::sync::Cache<String, SocketAddr, capgate_filters::fast_hash::FastState>,
+    host: &str,
+    port: u16,
+) -> Result<SocketAddr> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));

@@ -7,14 +7,14 @@
 
 use crate::state_store::{Revocation, RevokedKind};
 use arc_swap::ArcSwap;
+use capgate_filters::fast_hash::FastMap;
 use capgate_filters::ucan::{Cid, VerifiedChain};
-use std::collections::HashMap;
 
 #[derive(Default)]
 struct Index {
     /// CID → tenants it is revoked for (`*` = all).
-    cids: HashMap<Cid, Vec<String>>,
-    dids: HashMap<String, Vec<String>>,
+    cids: FastMap<Cid, Vec<String>>,
+    dids: FastMap<String, Vec<String>>,
 }
 
 pub struct RevocationSet {

@@ -8,6 +8,7 @@ use crate::routes::{Route, RouteTable};
 use crate::vault::Vault;
 use arc_swap::ArcSwap;
 use capgate_filters::authz::PolicyEngine;
+use capgate_filters::fast_hash::{FastMap, FastState};
 use capgate_filters::sanitize::Sanitizer;
 use capgate_filters::ucan::{Verifier, VerifierConfig};
 use std::collections::HashMap;
@@ -19,12 +20,12 @@ pub struct CredentialSet {
     pub vault: Vault,
     /// Response sanitizers by tenant: the catalogue plus that tenant's vault
     /// credentials (and their encodings) as literals.
-    pub sanitizers: HashMap<String, Arc<Sanitizer>>,
+    pub sanitizers: FastMap<String, Arc<Sanitizer>>,
 }
 
 impl CredentialSet {
     fn build(tenants: &[String], vault: Vault) -> Result<CredentialSet, StartError> {
-        let mut sanitizers = HashMap::new();
+        let mut sanitizers = FastMap::default();
         for t in tenants {
             let literals: Vec<&str> = vault.secrets().filter(|(tenant, _, _)| tenant == t).map(|(_, _, s)| s.expose()).collect();
             let s = Sanitizer::new(literals).map_err(StartError::Sanitizer)?;
@@ -68,7 +69,7 @@ pub struct GatewayState {
     vault_stamp: std::sync::Mutex<Option<(std::time::SystemTime, u64)>>,
     tenant_ids: Vec<String>,
     /// Resolved upstream addresses by `host:port`, refreshed every 30 s.
-    pub dns: moka::sync::Cache<String, std::net::SocketAddr>,
+    pub dns: moka::sync::Cache<String, std::net::SocketAddr, FastState>,
 }
 
 /// Why the gateway could not start.
@@ -292,7 +293,10 @@ impl GatewayState {
             metrics,
             connect_timeout: Duration::from_secs(cfg.server.upstream_connect_timeout_secs),
             read_timeout: Duration::from_secs(cfg.server.upstream_read_timeout_secs),
-            dns: moka::sync::Cache::builder().max_capacity(1024).time_to_live(Duration::from_secs(30)).build(),
+            dns: moka::sync::Cache::builder()
+                .max_capacity(1024)
+                .time_to_live(Duration::from_secs(30))
+                .build_with_hasher(FastState::default()),
         })
     }
 }

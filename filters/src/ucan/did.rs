@@ -44,12 +44,12 @@ pub fn parse_did_key(did: &str) -> Result<VerifyingKey, DidError> {
 /// Decoded `did:key`s by DID, bounded in entries. Only successful decodings
 /// are kept; an evicted key is decoded again.
 pub struct KeyCache {
-    keys: moka::sync::Cache<Box<str>, IssuerKey>,
+    keys: moka::sync::Cache<Box<str>, IssuerKey, crate::fast_hash::FastState>,
 }
 
 impl KeyCache {
     pub fn new(capacity: u64) -> Self {
-        KeyCache { keys: moka::sync::Cache::new(capacity.max(1)) }
+        KeyCache { keys: moka::sync::Cache::builder().max_capacity(capacity.max(1)).build_with_hasher(Default::default()) }
     }
 
     /// [`parse_did_key`], through the cache.

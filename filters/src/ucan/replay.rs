@@ -14,9 +14,10 @@
 //! has not been reclaimed yet counts as absent, so when cleanup happens never
 //! changes a decision.
 
+use crate::fast_hash::FastMap;
 use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ type Key = [u8; 32];
 #[derive(Default)]
 struct Shard {
     /// Key → when it stops being recorded.
-    until: HashMap<Key, Instant>,
+    until: FastMap<Key, Instant>,
     /// Every recorded `(expiry, key)`, soonest first. A key recorded again
     /// after it expired has a stale older pair here; reclaiming checks the
     /// map before removing.

@@ -23,6 +23,7 @@ use super::did::KeyCache;
 use super::replay::ReplayGuard;
 use super::token::{parse_jwt_keyed, Token, TokenError};
 use super::Reason;
+use crate::fast_hash::FastState;
 use moka::sync::Cache;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,8 +72,8 @@ impl<T> moka::Expiry<Cid, Ttl<T>> for UntilExpiry {
 /// Verifies UCAN invocations for the gateway.
 pub struct Verifier {
     cfg: VerifierConfig,
-    tokens: Cache<Cid, Ttl<Arc<Token>>>,
-    chains: Cache<Cid, Ttl<Arc<VerifiedChain>>>,
+    tokens: Cache<Cid, Ttl<Arc<Token>>, FastState>,
+    chains: Cache<Cid, Ttl<Arc<VerifiedChain>>, FastState>,
     /// Decoded issuer keys: with a fresh invocation per request the token
     /// caches miss, but the agent's key is the same every time.
     keys: KeyCache,
@@ -96,8 +97,8 @@ impl Verifier {
     pub fn new(cfg: VerifierConfig) -> Self {
         let cap = cfg.cache_capacity.max(1);
         Verifier {
-            tokens: Cache::builder().max_capacity(cap).expire_after(UntilExpiry).build(),
-            chains: Cache::builder().max_capacity(cap).expire_after(UntilExpiry).build(),
+            tokens: Cache::builder().max_capacity(cap).expire_after(UntilExpiry).build_with_hasher(FastState::default()),
+            chains: Cache::builder().max_capacity(cap).expire_after(UntilExpiry).build_with_hasher(FastState::default()),
             keys: KeyCache::new(cap),
             replay: ReplayGuard::new(),
             cfg,

@@ -23,8 +23,8 @@ pub mod record;
 pub mod verify;
 pub mod writer;
 
+use capgate_filters::fast_hash::FastMap;
 use record::RequestEvent;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
@@ -45,7 +45,7 @@ struct Chain {
 /// Every chain of this gateway instance.
 pub struct Auditor {
     /// Empty when the trail is disabled (`audit.enabled = false`).
-    chains: HashMap<String, Chain>,
+    chains: FastMap<String, Chain>,
     enabled: bool,
     capacity: usize,
     pub instance: String,
@@ -82,7 +82,7 @@ impl Auditor {
         events: prometheus::IntCounterVec,
     ) -> Result<Auditor, String> {
         let pubkey_did = capgate_filters::ucan::did::did_key(&settings.signing_key.verifying_key());
-        let mut chains = HashMap::new();
+        let mut chains = FastMap::default();
         let all = tenants.iter().map(String::as_str).chain(std::iter::once(UNAUTHENTICATED));
         for tenant in all {
             let chain_dir: PathBuf = dir.join(tenant).join(instance);
@@ -106,7 +106,7 @@ impl Auditor {
 
     /// No trail at all (`audit.enabled = false`, benchmarks only).
     pub fn disabled(instance: &str, pubkey_did: String) -> Auditor {
-        Auditor { chains: HashMap::new(), enabled: false, capacity: 1, instance: instance.to_owned(), pubkey_did }
+        Auditor { chains: FastMap::default(), enabled: false, capacity: 1, instance: instance.to_owned(), pubkey_did }
     }
 
     /// False when any chain cannot persist: new requests must be refused.
@@ -151,7 +151,7 @@ impl Auditor {
     }
 }
 
-fn ev_tenant<'a>(chains: &'a HashMap<String, Chain>, c: &Chain) -> &'a str {
+fn ev_tenant<'a>(chains: &'a FastMap<String, Chain>, c: &Chain) -> &'a str {
     chains.iter().find(|(_, v)| std::ptr::eq(*v, c)).map(|(k, _)| k.as_str()).unwrap_or("?")
 }
 

@@ -13,8 +13,8 @@
 pub mod seal;
 pub mod store;
 
+use capgate_filters::fast_hash::FastMap;
 use seal::{SealError, VaultKey};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::StoreError;
@@ -71,7 +71,7 @@ pub struct Vault {
     path: PathBuf,
     key: Arc<VaultKey>,
     /// tenant → name → secret; nested so lookups borrow and never allocate.
-    open: HashMap<String, HashMap<String, Arc<Secret>>>,
+    open: FastMap<String, FastMap<String, Arc<Secret>>>,
 }
 
 /// Header values may not carry controls; checked on write and on open.
@@ -104,7 +104,7 @@ impl Vault {
 
     fn open_shared(path: &Path, key: Arc<VaultKey>) -> Result<Self, VaultError> {
         let file = store::read(path)?;
-        let mut open: HashMap<String, HashMap<String, Arc<Secret>>> = HashMap::new();
+        let mut open: FastMap<String, FastMap<String, Arc<Secret>>> = FastMap::default();
         for e in file.entries {
             if e.key_id != key.id() {
                 return Err(VaultError::WrongKey { tenant: e.tenant, name: e.name, entry_key_id: e.key_id, key_id: key.id().to_owned() });
