@@ -43,10 +43,12 @@ Modes:
               from sequential requests on one keep-alive connection; each
               target runs twice (--cg-requests and 3x as many) and the
               difference is divided by the extra requests, so start-up and
-              shutdown cancel. Instruction counts do not depend on what else
-              the machine is doing, so this is the one figure here that
-              repeats exactly; it does not count time spent waiting in the
-              kernel, and valgrind hides SHA-NI (SHA-256 runs in software).
+              shutdown cancel. Instruction counts hardly depend on what else
+              the machine is doing: the same binary gives the same count to
+              within about 1 % (timers and thread scheduling differ from run
+              to run), where throughput rounds swing by 20 % and more. It
+              does not count time spent in the kernel, and valgrind hides
+              SHA-NI (SHA-256 runs in software).
   --soak N    capgate with fresh tokens at --soak-rate for N seconds, RSS
               sampled every 10 s (600 for the 10-minute soak; off by default).
 
