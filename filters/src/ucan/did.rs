@@ -11,6 +11,7 @@
 //! only through the chain that names it.
 
 use super::signature::IssuerKey;
+use crate::fast_hash::FastState;
 use ed25519_dalek::VerifyingKey;
 
 /// The multicodec varint prefix of an Ed25519 public key.
@@ -44,12 +45,12 @@ pub fn parse_did_key(did: &str) -> Result<VerifyingKey, DidError> {
 /// Decoded `did:key`s by DID, bounded in entries. Only successful decodings
 /// are kept; an evicted key is decoded again.
 pub struct KeyCache {
-    keys: moka::sync::Cache<Box<str>, IssuerKey, crate::fast_hash::FastState>,
+    keys: moka::sync::Cache<Box<str>, IssuerKey, FastState>,
 }
 
 impl KeyCache {
     pub fn new(capacity: u64) -> Self {
-        KeyCache { keys: moka::sync::Cache::builder().max_capacity(capacity.max(1)).build_with_hasher(Default::default()) }
+        KeyCache { keys: moka::sync::Cache::builder().max_capacity(capacity.max(1)).build_with_hasher(FastState::default()) }
     }
 
     /// [`parse_did_key`], through the cache.
