@@ -538,8 +538,8 @@ def callgrind_total(path):
 
 # glibc copies and fills blocks above a few KiB with `rep movsb` / `rep
 # stosb`. callgrind counts each byte such an instruction moves as one
-# instruction, so a 13 KiB copy that takes a few hundred cycles on the CPU
-# would count as 13,000 instructions. Under callgrind glibc is told to use
+# instruction, so a 13 KiB copy that takes well under a microsecond on the
+# CPU would count as 13,000 instructions. Under callgrind glibc is told to use
 # its vector loops for every size instead, whose instructions are counted
 # as they run.
 NO_REP_STRINGS = "glibc.cpu.x86_rep_movsb_threshold=4294967295:glibc.cpu.x86_rep_stosb_threshold=4294967295"
