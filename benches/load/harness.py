@@ -22,8 +22,8 @@ sanitizer and the audit trail all on, logging at warn.
 Modes:
   throughput  wrk, closed loop, interleaved round by round; per target the
               median over rounds of req/s, p50/p99/p99.9, CPU seconds per 1k
-              requests (utime+stime of the server's processes from /proc),
-              peak RSS, ratios to nginx and to direct, and the audit's cost.
+              requests (utime+stime of the server's processes from /proc)
+              and its user and system parts per request, peak RSS, ratios to nginx and to direct, and the audit's cost.
   latency     a fixed moderate rate (--rate, default 2000 req/s) from
               benches/load/rate.rs; p50/p99 and what each proxy adds over
               direct.
@@ -38,8 +38,9 @@ Modes:
               an HTTP/2-to-HTTP/1.1 ratio measured with one client. h2load
               sends the same headers on every request, so there is no
               fresh-token case here.
-  instructions  valgrind --tool=callgrind: instructions per request of the
-              passthrough and of capgate (reused token, audit off and on),
+  instructions  valgrind --tool=callgrind: instructions per request of
+              nginx (one process: master_process off, one worker), the
+              passthrough and capgate (reused token, audit off and on),
               from sequential requests on one keep-alive connection; each
               target runs twice (--cg-requests and 3x as many) and the
               difference is divided by the extra requests, so start-up and
@@ -58,7 +59,7 @@ import argparse, os, re, shutil, signal, statistics, subprocess, sys, tempfile, 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.join(ROOT, "benches", "load")
-PORTS = {"upstream": 18081, "nginx": 18090, "passthrough": 18091, "capgate": 18092, "capgate_admin": 18093, "nginx_h2c": 18094, "passthrough_cg": 18095}
+PORTS = {"upstream": 18081, "nginx": 18090, "passthrough": 18091, "capgate": 18092, "capgate_admin": 18093, "nginx_h2c": 18094, "passthrough_cg": 18095, "nginx_cg": 18097}
 TICK = os.sysconf("SC_CLK_TCK")
 procs = []
 
@@ -126,14 +127,16 @@ def pids_of(root_pid):
 
 
 def cpu_ticks(pids):
-    total = 0
+    """(user, system) clock ticks of the processes."""
+    user = system = 0
     for pid in pids:
         try:
             fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
         except OSError:
             pass
-    return total
+    return user, system
 
 
 def rss_kib(pids, key="VmHWM"):
@@ -180,11 +183,25 @@ def h2load(port, path, headers, duration, connections, streams, logfile, h1=Fals
     return {"rps": rps, "requests": done, "non2xx": non2xx, "p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999)}
 
 
-def nginx_conf(tmp):
+H2C_SERVER = f"""server {{
+    # HTTP/2 with prior knowledge (nginx 1.22: `http2` on a plaintext listen).
+    listen 127.0.0.1:{PORTS['nginx_h2c']} http2;
+    keepalive_requests 1000000;
+    http2_max_requests 1000000;
+    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}"""
+
+
+def nginx_conf(tmp, callgrind=False):
+    """The plain reverse proxy: two workers, HTTP/1.1 and h2c listeners. With
+    `callgrind`, one process (no master) and only an HTTP/1.1 listener on its
+    own port, so one callgrind output holds all of nginx's work."""
+    processes = "worker_processes 1;\nmaster_process off;" if callgrind else "worker_processes 2;"
+    name = "nginx-cg" if callgrind else "nginx"
     conf = f"""
-worker_processes 2;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
+{processes}
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}-error.log warn;
 daemon off;
 events {{ worker_connections 4096; }}
 http {{
@@ -196,20 +213,14 @@ http {{
   scgi_temp_path {tmp}/nginx-scgi;
   upstream up {{ server 127.0.0.1:{PORTS['upstream']}; keepalive 128; }}
   server {{
-    listen 127.0.0.1:{PORTS['nginx']};
+    listen 127.0.0.1:{PORTS['nginx_cg' if callgrind else 'nginx']};
     keepalive_requests 1000000;
     location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
   }}
-  server {{
-    # HTTP/2 with prior knowledge (nginx 1.22: `http2` on a plaintext listen).
-    listen 127.0.0.1:{PORTS['nginx_h2c']} http2;
-    keepalive_requests 1000000;
-    http2_max_requests 1000000;
-    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}
+  {"" if callgrind else H2C_SERVER}
 }}
 """
-    path = os.path.join(tmp, "nginx.conf")
+    path = os.path.join(tmp, f"{name}.conf")
     open(path, "w").write(conf)
     return path
 
@@ -307,7 +318,7 @@ class Bench:
 
 
 def medians(results):
-    return {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_s_per_1k", "rss_mib", "non2xx")} for k, v in results.items()}
+    return {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_s_per_1k", "rss_mib", "non2xx", "user_us", "sys_us") if m in v[0]} for k, v in results.items()}
 
 
 def ratio(med, m, peer):
@@ -331,9 +342,12 @@ def throughput(b):
             else:
                 script, args = os.path.join(HERE, "wrk_plain.lua"), ["-", b.path(name)]
             pids = pids_of(p.pid)
-            t0 = cpu_ticks(pids)
+            u0, s0 = cpu_ticks(pids)
             r = wrk(port, script, args, a.duration, a.connections)
-            r["cpu_s_per_1k"] = (cpu_ticks(pids) - t0) / TICK / max(r["requests"], 1) * 1000
+            u1, s1 = cpu_ticks(pids)
+            per_req = lambda ticks: ticks / TICK / max(r["requests"], 1)
+            r["cpu_s_per_1k"] = per_req(u1 - u0 + s1 - s0) * 1000
+            r["user_us"], r["sys_us"] = per_req(u1 - u0) * 1e6, per_req(s1 - s0) * 1e6
             r["rss_mib"] = rss_kib(pids) / 1024
             results[name].append(r)
             print(f"round {rnd + 1} {name:22s} {r['rps']:10.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  non-2xx {r['non2xx']}", flush=True)
@@ -342,11 +356,11 @@ def throughput(b):
     lines = [
         f"**Throughput**: wrk -t2 -c{a.connections} -d{a.duration}s, {a.rounds} rounds interleaved, medians.",
         "",
-        "| target | req/s | × nginx | × direct | p50 ms | p99 ms | p99.9 ms | CPU s / 1k req | peak RSS MiB | non-2xx |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| target | req/s | × nginx | × direct | p50 ms | p99 ms | p99.9 ms | CPU s / 1k req | user µs / req | system µs / req | peak RSS MiB | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for k, m in med.items():
-        lines.append(f"| {k} | {m['rps']:.0f} | {ratio(med, m, 'nginx')} | {ratio(med, m, 'direct')} | {m['p50']:.2f} | {m['p99']:.2f} | {m['p999']:.2f} | {m['cpu_s_per_1k']:.3f} | {m['rss_mib']:.1f} | {m['non2xx']:.0f} |")
+        lines.append(f"| {k} | {m['rps']:.0f} | {ratio(med, m, 'nginx')} | {ratio(med, m, 'direct')} | {m['p50']:.2f} | {m['p99']:.2f} | {m['p999']:.2f} | {m['cpu_s_per_1k']:.3f} | {m['user_us']:.1f} | {m['sys_us']:.1f} | {m['rss_mib']:.1f} | {m['non2xx']:.0f} |")
     if "capgate-reused" in med and "capgate-reused-noaudit" in med:
         audit_cost = 1 - med["capgate-reused"]["rps"] / med["capgate-reused-noaudit"]["rps"]
         # The two run back to back in each round, so the per-round ratio is
@@ -373,12 +387,12 @@ def http2(b):
             headers = token_headers(b.tokens(1)) if name.startswith("capgate") else []
             pids = pids_of(p.pid)
             for proto, out in (("h2", results), ("h1", h1)):
-                t0 = cpu_ticks(pids)
+                t0 = sum(cpu_ticks(pids))
                 if proto == "h2":
                     r = h2load(PORTS["nginx_h2c"] if name == "nginx" else port, b.path(name), headers, a.duration, conns, streams, os.path.join(b.tmp, "h2load.log"))
                 else:
                     r = h2load(port, b.path(name), headers, a.duration, a.connections, 1, os.path.join(b.tmp, "h2load.log"), h1=True)
-                r["cpu_s_per_1k"] = (cpu_ticks(pids) - t0) / TICK / max(r["requests"], 1) * 1000
+                r["cpu_s_per_1k"] = (sum(cpu_ticks(pids)) - t0) / TICK / max(r["requests"], 1) * 1000
                 r["rss_mib"] = rss_kib(pids) / 1024
                 out[name].append(r)
                 print(f"round {rnd + 1} {proto} {name:19s} {r['rps']:10.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  non-2xx {r['non2xx']}", flush=True)
@@ -552,7 +566,10 @@ def callgrind_run(b, name, n):
     out = os.path.join(b.tmp, f"callgrind-{name}-{n}.out")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     env = {**b.env, "GLIBC_TUNABLES": NO_REP_STRINGS}
-    if name == "passthrough":
+    if name == "nginx":
+        port = PORTS["nginx_cg"]
+        p = start(vg + [shutil.which("nginx") or "/usr/sbin/nginx", "-c", nginx_conf(b.tmp, callgrind=True), "-p", b.tmp], env=env, log=b.log)
+    elif name == "passthrough":
         port = PORTS["passthrough_cg"]
         p = start(vg + [b.bins["passthrough"], str(port), str(PORTS["upstream"]), "2"], env=env, log=b.log)
     else:
@@ -571,8 +588,9 @@ def callgrind_run(b, name, n):
             raise SystemExit(f"callgrind run of {name}: request {i + 1} got {r.status}")
     conn.close()
     # The passthrough stops at once on SIGINT; capgate drains on SIGTERM
-    # (its audit writer commits and writes a last root).
-    os.killpg(p.pid, signal.SIGINT if name == "passthrough" else signal.SIGTERM)
+    # (its audit writer commits and writes a last root); nginx without a
+    # master exits gracefully on SIGQUIT.
+    os.killpg(p.pid, {"passthrough": signal.SIGINT, "nginx": signal.SIGQUIT}.get(name, signal.SIGTERM))
     p.wait(timeout=300)
     return callgrind_total(out)
 
@@ -580,21 +598,24 @@ def callgrind_run(b, name, n):
 def instructions(b):
     a = b.a
     n1, n2 = a.cg_requests, 3 * a.cg_requests
-    names = ("passthrough", "capgate-reused-noaudit", "capgate-reused")
+    names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused")
     per = {}
     for name in names:
         t1, t2 = callgrind_run(b, name, n1), callgrind_run(b, name, n2)
         per[name] = (t2 - t1) / (n2 - n1)
         print(f"callgrind {name:22s} {t1} instr for {n1} requests, {t2} for {n2}: {per[name]:.0f} per request", flush=True)
-    base = per["passthrough"]
+    base, nginx = per["passthrough"], per["nginx"]
     lines = [
         f"**Instructions per request** (valgrind --tool=callgrind, whole process, all threads): sequential GETs on one keep-alive connection, (I({n2}) − I({n1})) / {n2 - n1}. valgrind hides SHA-NI, so the SHA-256 of the token hash and of the audit chain runs in software here and weighs more than on the real CPU. glibc's `rep movsb`/`rep stosb` paths are turned off (GLIBC_TUNABLES), because callgrind counts every byte they move as an instruction.",
         "",
-        "| target | instructions / request | × passthrough | added over passthrough |",
-        "|---|---|---|---|",
+        "nginx runs as one process (`master_process off`, one worker) with the same proxy settings as in the throughput runs.",
+        "",
+        "| target | instructions / request | × nginx | × passthrough | added over passthrough |",
+        "|---|---|---|---|---|",
     ]
     for name in names:
-        lines.append(f"| {name} | {per[name]:.0f} | {per[name] / base:.2f} | {per[name] - base:+.0f} |")
+        added = "–" if name == "nginx" else f"{per[name] - base:+.0f}"
+        lines.append(f"| {name} | {per[name]:.0f} | {per[name] / nginx:.2f} | {per[name] / base:.2f} | {added} |")
     return lines
 
 
