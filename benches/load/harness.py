@@ -23,7 +23,8 @@ Modes:
   throughput  wrk, closed loop, interleaved round by round; per target the
               median over rounds of req/s, p50/p99/p99.9, CPU seconds per 1k
               requests (utime+stime of the server's processes from /proc)
-              and its user and system parts per request, peak RSS, ratios to nginx and to direct, and the audit's cost.
+              and its user and system parts per request, peak RSS, ratios
+              to nginx and to direct, and the audit's cost.
   latency     a fixed moderate rate (--rate, default 2000 req/s) from
               benches/load/rate.rs; p50/p99 and what each proxy adds over
               direct.
