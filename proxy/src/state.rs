@@ -264,6 +264,7 @@ impl GatewayState {
                     root_interval: Duration::from_secs(cfg.audit.root_interval_secs),
                     channel_capacity: cfg.audit.queue,
                     signing_key: Arc::new(audit_key),
+                    idle_check: crate::audit::writer::IDLE_CHECK,
                 },
                 metrics.audit_events.clone(),
             )

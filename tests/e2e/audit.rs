@@ -311,6 +311,51 @@ fn an_audit_trail_that_cannot_be_written_fails_closed() {
     assert_eq!(ready.status(), 503);
 }
 
+/// The voluntary context switches of the gateway's audit writer threads.
+fn audit_writer_wakeups(pid: u32) -> u64 {
+    let mut total = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/<pid>/task").flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("audit-") {
+            continue;
+        }
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let n = status.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:")).and_then(|n| n.trim().parse::<u64>().ok());
+        total += n.expect("voluntary_ctxt_switches");
+    }
+    total
+}
+
+/// A quiet gateway's audit writers park: over two idle seconds its two
+/// chains (acme and unauthenticated) wake for their once-a-second check and
+/// roots, not every 5-ms commit interval (about 800 times in all), and the
+/// request that ends the quiet is still on the chain, which verifies.
+#[test]
+fn idle_audit_writers_park_and_the_next_request_is_still_recorded() {
+    let mut g = Gateway::start(GatewayOpts::default());
+    let up = g.upstream.url();
+    let deleg = g.delegation(&up, "http/*");
+    assert_eq!(call(&g, "GET", "/svc/a", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg)).status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let pid = g.child.as_ref().expect("gateway process").id();
+    let before = audit_writer_wakeups(pid);
+    assert!(before > 0, "no audit writer threads found");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let woke = audit_writer_wakeups(pid) - before;
+    assert!(woke <= 20, "the idle audit writers woke {woke} times in 2 s");
+    assert_eq!(call(&g, "GET", "/svc/b", Some(&g.invocation(&up, "http/GET", &deleg)), Some(&deleg)).status, 200);
+    g.stop();
+    let (code, report) = g.verify_audit(&g.audit_dir());
+    assert_eq!(code, 0, "{report}");
+    let text = std::fs::read_to_string(segment(&acme_chain(&g))).expect("segment");
+    let paths: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .filter_map(|e| e["path"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(paths, ["/svc/a", "/svc/b"]);
+}
+
 #[test]
 fn audit_can_be_turned_off_for_benchmarks_and_says_so() {
     let mut g = Gateway::start(GatewayOpts { audit_disabled: true, ..GatewayOpts::default() });

@@ -179,7 +179,55 @@ mod tests {
             root_interval: Duration::from_secs(3600),
             channel_capacity: queue,
             signing_key: Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
+            idle_check: Duration::from_secs(3600),
         }
+    }
+
+    /// The voluntary context switches of this process's threads named `name`.
+    fn wakeups(name: &str) -> u64 {
+        let mut total = 0;
+        for t in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() != name {
+                continue;
+            }
+            let status = std::fs::read_to_string(t.path().join("status")).expect("status");
+            let line = status.lines().find(|l| l.starts_with("voluntary_ctxt_switches:")).expect("switches");
+            total += line.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()).expect("count");
+        }
+        total
+    }
+
+    /// A chain with nothing to write parks instead of waking every commit
+    /// interval; the next event's send wakes it and is written at once (the
+    /// idle check here is an hour, so nothing else could), and a shutdown
+    /// wakes it too.
+    #[test]
+    fn an_idle_writer_parks_until_its_next_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let events = prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["result"]).expect("counter");
+        let count = |r: &str| events.with_label_values(&[r]).get() as usize;
+        let a = Auditor::open(dir.path(), "i1", &["idle".to_owned()], settings(64, 4), events.clone()).expect("open");
+        let ev = RequestEvent { tenant: "idle".into(), ..event() };
+        a.record(&ev);
+        wait_for("the first event to be written", Duration::from_secs(5), || count("written") == 1);
+        std::thread::sleep(Duration::from_millis(20));
+        let before = wakeups("audit-idle");
+        assert!(before > 0, "the writer thread was not found");
+        std::thread::sleep(Duration::from_millis(300));
+        // Polling at its 1-ms commit interval it would have woken ~300 times.
+        let woke = wakeups("audit-idle") - before;
+        assert!(woke <= 3, "the idle writer woke {woke} times in 300 ms");
+        a.record(&ev);
+        a.record(&ev);
+        wait_for("the events that end the idle spell", Duration::from_secs(5), || count("written") == 3);
+        std::thread::sleep(Duration::from_millis(20));
+        let started = Instant::now();
+        a.shutdown();
+        assert!(started.elapsed() < Duration::from_secs(5), "shutdown waited for the idle check");
+        assert_eq!(count("lost"), 0);
+        let lines = std::fs::read_to_string(dir.path().join("idle/i1/segment-000001.jsonl")).expect("segment");
+        assert_eq!(lines.lines().count(), 3);
     }
 
     fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
