@@ -4,8 +4,9 @@
     python3 benches/load/harness.py [--duration 10] [--rounds 3] [--soak 600]
 
 It builds the release binaries, installs wrk, h2load and nginx with apt when
-they are missing, starts the peers and runs five modes (`--modes`), then
-prints one markdown report and writes it to benches/load/RESULTS.md.
+they are missing, starts the peers and runs five modes (`--modes`; a sixth,
+syscalls, on request), then prints one markdown report and writes it to
+benches/load/RESULTS.md (a run without all five is printed only).
 
 Targets:
   direct       the upstream itself (benches/load/upstream.rs, hyper)
@@ -51,6 +52,13 @@ Modes:
               to run), where throughput rounds swing by 20 % and more. It
               does not count time spent in the kernel, and valgrind hides
               SHA-NI (SHA-256 runs in software).
+  syscalls    (not run by default: `--modes syscalls`; needs perf and
+              tracepoints, perf_event_paranoid <= 2 as root) wrk against
+              nginx, the passthrough and capgate with a reused token (audit
+              off and on), with `perf stat` counting the server processes'
+              system calls by name, context switches and wake-ups over the
+              wrk run, divided by wrk's requests: which calls each proxy
+              makes per request, and how often its threads sleep and wake.
   --soak N    capgate with fresh tokens at --soak-rate for N seconds, RSS
               sampled every 10 s (600 for the 10-minute soak; off by default).
 
@@ -69,8 +77,9 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
-def ensure_tools():
-    missing = [p for p, b in (("wrk", "wrk"), ("nghttp2-client", "h2load"), ("nginx", "nginx"), ("valgrind", "valgrind")) if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
+def ensure_tools(perf=False):
+    tools = (("wrk", "wrk"), ("nghttp2-client", "h2load"), ("nginx", "nginx"), ("valgrind", "valgrind")) + ((("linux-perf", "perf"),) if perf else ())
+    missing = [p for p, b in tools if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
     if missing:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         sh(sudo + ["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL)
@@ -620,7 +629,54 @@ def instructions(b):
     return lines
 
 
-MODES = ("throughput", "http2", "latency", "memory", "instructions")
+def syscalls(b):
+    """System calls by name, context switches and wake-ups per request of
+    each proxy under wrk, from perf's tracepoints on the server's processes
+    (nginx: master and workers; the upstream and wrk are not counted)."""
+    a = b.a
+    names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused")
+    events = "syscalls:sys_enter_*,sched:sched_switch,sched:sched_wakeup"
+    per, rps = {}, {}
+    for name in names:
+        p, port = b.server(name)
+        tokfile = b.tokens(1) if name.startswith("capgate") else "-"
+        out = os.path.join(b.tmp, f"perf-{name}.txt")
+        pids = pids_of(p.pid)
+        perf = subprocess.Popen(["perf", "stat", "-x,", "-e", events, "-p", ",".join(map(str, pids)), "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        procs.append(perf)
+        time.sleep(0.5)  # perf attaches before the load starts
+        if perf.poll() is not None:
+            raise SystemExit(f"perf stat failed (tracepoints need perf_event_paranoid <= 2 and root or CAP_PERFMON): {perf.stderr.read().decode(errors='replace')[-300:]}")
+        r = wrk(port, os.path.join(HERE, "wrk_plain.lua"), [tokfile, b.path(name)], a.duration, a.connections)
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=30)
+        n = max(r["requests"], 1)
+        counts = {}
+        for line in open(out):
+            f = line.strip().split(",")
+            if len(f) >= 3 and re.fullmatch(r"\d+", f[0]):
+                counts[f[2].replace("syscalls:sys_enter_", "")] = int(f[0]) / n
+        per[name], rps[name] = counts, r["rps"]
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v >= 0.005)
+        print(f"syscalls {name:22s} {r['rps']:10.0f} req/s; per request: {shown}", flush=True)
+        b.done(name, p)
+    sched = ("sched:sched_switch", "sched:sched_wakeup")
+    calls = sorted({k for c in per.values() for k, v in c.items() if v >= 0.005 and k not in sched}, key=lambda k: -max(c.get(k, 0) for c in per.values()))
+    lines = [
+        f"**System calls per request** (perf stat on the server's processes over one wrk -t2 -c{a.connections} -d{a.duration}s run each, divided by wrk's requests; calls below 0.005 per request left out). `sched_switch` counts the times a server thread left the CPU, `sched_wakeup` the times one was woken.",
+        "",
+        "| target | req/s | " + " | ".join(calls) + " | all calls | sched_switch | sched_wakeup |",
+        "|---|---|" + "---|" * (len(calls) + 3),
+    ]
+    for name in names:
+        c = per[name]
+        total = sum(v for k, v in c.items() if k not in sched)
+        lines.append(f"| {name} | {rps[name]:.0f} | " + " | ".join(f"{c.get(k, 0):.2f}" for k in calls) + f" | {total:.2f} | {c.get(sched[0], 0):.2f} | {c.get(sched[1], 0):.2f} |")
+    return lines
+
+
+MODES = ("throughput", "http2", "latency", "memory", "instructions", "syscalls")
+DEFAULT_MODES = MODES[:5]
 
 
 def main():
@@ -629,7 +685,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--pool", type=int, default=0, help="fresh tokens per run (default: enough for 20k req/s)")
-    ap.add_argument("--modes", default="throughput,http2,latency,memory,instructions", help="comma-separated: throughput, http2, latency, memory, instructions")
+    ap.add_argument("--modes", default=",".join(DEFAULT_MODES), help="comma-separated: throughput, http2, latency, memory, instructions, syscalls (not run by default)")
     ap.add_argument("--cg-requests", type=int, default=1000, help="instructions mode: requests in the shorter of the two callgrind runs")
     ap.add_argument("--h2-streams", type=int, default=4, help="http2 mode: concurrent streams per connection")
     ap.add_argument("--rate", type=int, default=2000, help="latency mode: fixed request rate")
@@ -653,22 +709,26 @@ def main():
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-    ensure_tools()
+    ensure_tools(perf="syscalls" in a.modes)
     bins = build()
     tmp = tempfile.mkdtemp(prefix="capgate-load-")
     try:
         b = Bench(a, bins, tmp)
         sections = [f"Load harness, {datetime.date.today()}, {os.cpu_count()} cores ({cpu_model()}), everything on 127.0.0.1."]
         modes = [m.strip() for m in a.modes.split(",") if m.strip()]
-        for mode, fn in (("throughput", throughput), ("http2", http2), ("latency", latency), ("memory", memory), ("instructions", instructions)):
+        for mode, fn in (("throughput", throughput), ("http2", http2), ("latency", latency), ("memory", memory), ("instructions", instructions), ("syscalls", syscalls)):
             if mode in modes:
                 sections.append("\n".join(fn(b)))
         if a.soak:
             sections.append("\n".join(soak(b)))
         report = "\n\n".join(sections)
         print("\n" + report)
-        if not a.only:
+        # Only a run of all the default modes replaces RESULTS.md; a partial
+        # run is printed only.
+        if not a.only and set(DEFAULT_MODES) <= set(modes):
             open(os.path.join(HERE, "RESULTS.md"), "w").write(report + "\n")
+        else:
+            print("\n(a partial run: benches/load/RESULTS.md is kept)")
     finally:
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
