@@ -675,8 +675,9 @@ def syscalls(b):
     return lines
 
 
-MODES = ("throughput", "http2", "latency", "memory", "instructions", "syscalls")
-DEFAULT_MODES = MODES[:5]
+# Every mode, in the order a run takes them; all but syscalls run by default.
+MODES = {"throughput": throughput, "http2": http2, "latency": latency, "memory": memory, "instructions": instructions, "syscalls": syscalls}
+DEFAULT_MODES = [m for m in MODES if m != "syscalls"]
 
 
 def main():
@@ -697,27 +698,27 @@ def main():
     a.only = [t for t in (x.strip() for x in a.targets.split(",")) if t]
     if a.h2_streams < 1 or a.connections % a.h2_streams or a.connections // a.h2_streams < 2:
         ap.error("--h2-streams must divide --connections into at least 2 connections (h2load runs 2 threads)")
-    bad_modes = [m for m in (x.strip() for x in a.modes.split(",")) if m and m not in MODES]
+    a.mode_list = [m for m in (x.strip() for x in a.modes.split(",")) if m]
+    bad_modes = [m for m in a.mode_list if m not in MODES]
     if bad_modes:
         ap.error(f"unknown mode(s) {', '.join(bad_modes)}; modes are {', '.join(MODES)}")
     if a.cg_requests < 1:
         ap.error("--cg-requests must be at least 1")
     if a.only:
         unknown = [t for t in a.only if t not in THROUGHPUT_TARGETS]
-        if unknown or a.modes.replace(" ", "") != "throughput":
+        if unknown or a.mode_list != ["throughput"]:
             ap.error(f"--targets takes targets of {', '.join(THROUGHPUT_TARGETS)} (unknown: {', '.join(unknown) or 'none'}) and needs --modes throughput")
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-    ensure_tools(perf="syscalls" in a.modes)
+    ensure_tools(perf="syscalls" in a.mode_list)
     bins = build()
     tmp = tempfile.mkdtemp(prefix="capgate-load-")
     try:
         b = Bench(a, bins, tmp)
         sections = [f"Load harness, {datetime.date.today()}, {os.cpu_count()} cores ({cpu_model()}), everything on 127.0.0.1."]
-        modes = [m.strip() for m in a.modes.split(",") if m.strip()]
-        for mode, fn in (("throughput", throughput), ("http2", http2), ("latency", latency), ("memory", memory), ("instructions", instructions), ("syscalls", syscalls)):
-            if mode in modes:
+        for mode, fn in MODES.items():
+            if mode in a.mode_list:
                 sections.append("\n".join(fn(b)))
         if a.soak:
             sections.append("\n".join(soak(b)))
@@ -725,7 +726,7 @@ def main():
         print("\n" + report)
         # Only a run of all the default modes replaces RESULTS.md; a partial
         # run is printed only.
-        if not a.only and set(DEFAULT_MODES) <= set(modes):
+        if not a.only and set(DEFAULT_MODES) <= set(a.mode_list):
             open(os.path.join(HERE, "RESULTS.md"), "w").write(report + "\n")
         else:
             print("\n(a partial run: benches/load/RESULTS.md is kept)")
