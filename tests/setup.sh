@@ -23,6 +23,7 @@ if ! cargo fmt --version >/dev/null 2>&1; then
   if command -v rustup >/dev/null 2>&1; then rustup component add rustfmt; else apt_install rustfmt; fi
 fi
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
+command -v python3 >/dev/null 2>&1 || apt_install python3
 if [ -f tests/interop/package-lock.json ] && [ ! -d tests/interop/node_modules/@ucans/ucans ]; then
   (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 fi

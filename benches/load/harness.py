@@ -4,8 +4,8 @@
     python3 benches/load/harness.py [--duration 10] [--rounds 3] [--soak 600]
 
 It builds the release binaries, installs wrk, h2load and nginx with apt when
-they are missing, starts the peers and runs five modes (`--modes`; a sixth,
-syscalls, on request), then prints one markdown report and writes it to
+they are missing, starts the peers and runs five modes (`--modes`; two more,
+syscalls and phases, on request), then prints one markdown report and writes it to
 benches/load/RESULTS.md (a run without all five is printed only).
 
 Targets:
@@ -59,6 +59,14 @@ Modes:
               system calls by name, context switches and wake-ups over the
               wrk run, divided by wrk's requests: which calls each proxy
               makes per request, and how often its threads sleep and wake.
+  phases      (not run by default: `--modes phases`; needs perf, as
+              syscalls) bench-rate at --rate against nginx, the passthrough
+              and capgate with a reused token (audit off and on), with
+              `perf record` on the server's socket system calls; each
+              request is cut into the proxy's own work before its upstream
+              write, the wait for the upstream's reply, and its own work
+              after reading it (phase_split): where each proxy's added
+              latency goes.
   --soak N    capgate with fresh tokens at --soak-rate for N seconds, RSS
               sampled every 10 s (600 for the 10-minute soak; off by default).
 
@@ -675,9 +683,108 @@ def syscalls(b):
     return lines
 
 
-# Every mode, in the order a run takes them; all but syscalls run by default.
-MODES = {"throughput": throughput, "http2": http2, "latency": latency, "memory": memory, "instructions": instructions, "syscalls": syscalls}
-DEFAULT_MODES = [m for m in MODES if m != "syscalls"]
+PHASE_EVENTS = ",".join("syscalls:" + e for e in (
+    "sys_exit_accept4", "sys_enter_close", "sys_enter_recvfrom", "sys_exit_recvfrom", "sys_enter_sendto", "sys_enter_writev"))
+
+
+def phase_split(script_lines):
+    """Per request, from a server's traced system calls (perf script lines
+    `tid time: syscalls:event: args`), the three stretches it holds a
+    request: its own work from reading the agent's request to starting the
+    write upstream, the wait from that write to reading the upstream's
+    response, and its work from that read to starting the write back to the
+    agent. Agent sockets are the descriptors accept4 returned during the
+    trace (the load starts after perf); every other socket is upstream. A
+    thread's read is paired with the next write it starts, so a request
+    whose stretch was interleaved with another on the same thread is left
+    out rather than misattributed. Times in microseconds."""
+    agent, last_fd = set(), {}
+    agent_read, up_read, up_sent = {}, {}, {}
+    out = {"request": [], "upstream": [], "response": []}
+    pat = re.compile(r"\s*(\d+)\s+([\d.]+):\s+syscalls:(\w+):\s*(.*)")
+    for line in script_lines:
+        m = pat.match(line)
+        if not m:
+            continue
+        tid, t, ev, args = int(m.group(1)), float(m.group(2)) * 1e6, m.group(3), m.group(4)
+        fd = re.search(r"fd: (0x[0-9a-f]+)", args)
+        fd = int(fd.group(1), 16) if fd else None
+        if ev == "sys_exit_accept4":
+            ret = int(args.strip(), 16)
+            if ret < 1 << 31:
+                agent.add(ret)
+        elif ev == "sys_enter_close":
+            agent.discard(fd)
+        elif ev == "sys_enter_recvfrom":
+            last_fd[tid] = fd
+        elif ev == "sys_exit_recvfrom":
+            ret, rfd = int(args.strip(), 16), last_fd.pop(tid, None)
+            if rfd is None or ret == 0 or ret >= 1 << 63:
+                continue  # nothing read (EAGAIN, EOF)
+            if rfd in agent:
+                agent_read[tid] = t
+                up_read.pop(tid, None)
+            else:
+                if rfd in up_sent:
+                    out["upstream"].append(t - up_sent.pop(rfd))
+                up_read[tid] = t
+                agent_read.pop(tid, None)
+        elif ev in ("sys_enter_sendto", "sys_enter_writev"):
+            if fd in agent:
+                if tid in up_read:
+                    out["response"].append(t - up_read.pop(tid))
+            elif tid in agent_read:
+                out["request"].append(t - agent_read.pop(tid))
+                up_sent[fd] = t
+    return out
+
+
+def phases(b):
+    """Where each proxy's added latency goes, at the latency mode's fixed
+    rate: perf records the server's socket system calls (tracepoints, low
+    overhead) while bench-rate drives it, and phase_split cuts each request
+    into the proxy's own work before the upstream write, the upstream wait
+    and its own work after the upstream read. Rounds interleave the
+    targets; the table gives the median of the per-round medians."""
+    a = b.a
+    names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused")
+    rounds = {name: [] for name in names}
+    for rnd in range(a.rounds):
+        for name in names:
+            p, port = b.server(name)
+            pids = pids_of(p.pid)
+            data = os.path.join(b.tmp, f"phases-{name}.data")
+            perf = subprocess.Popen(["perf", "record", "-q", "-o", data, "-e", PHASE_EVENTS, "-p", ",".join(map(str, pids))], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            procs.append(perf)
+            time.sleep(0.5)  # perf attaches before the load connects
+            if perf.poll() is not None:
+                raise SystemExit(f"perf record failed (tracepoints need perf_event_paranoid <= 2 and root or CAP_PERFMON): {perf.stderr.read().decode(errors='replace')[-300:]}")
+            r = b.rate(name, port, a.rate, a.duration)
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=60)
+            script = subprocess.run(["perf", "script", "-i", data, "-F", "tid,time,event,trace"], capture_output=True, text=True, check=True).stdout
+            os.remove(data)
+            split = phase_split(script.splitlines())
+            m = {k: statistics.median(v) if v else float("nan") for k, v in split.items()}
+            m["client"], m["n"] = r["p50_us"], min(len(split["request"]), len(split["response"]))
+            rounds[name].append(m)
+            print(f"round {rnd + 1} phases {name:22s} client p50 {m['client']} us; request {m['request']:.0f}, upstream {m['upstream']:.0f}, response {m['response']:.0f} us (n {m['n']})", flush=True)
+            b.done(name, p)
+    lines = [
+        f"**Where the latency goes** at {a.rate} req/s over 16 keep-alive connections, {a.duration}s, {a.rounds} rounds (benches/load/rate.rs): perf records each server's socket system calls, and each request is cut into the proxy's own work from reading the agent's request to starting the upstream write, the wait for the upstream's reply (that write, loopback delivery, the upstream's work and the proxy's wake-up), and the proxy's own work from reading the reply to starting the write back. Per round the median over the requests whose stretches did not interleave with another request's on the same thread (n: the fewest in a round); the table gives the median over rounds.",
+        "",
+        "| target | client p50 µs | request → upstream write µs | upstream wait µs | reply → agent write µs | own work µs | rest µs | n |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        med = {k: statistics.median(r[k] for r in rounds[name]) for k in ("client", "request", "upstream", "response")}
+        lines.append(f"| {name} | {med['client']:.0f} | {med['request']:.0f} | {med['upstream']:.0f} | {med['response']:.0f} | {med['request'] + med['response']:.0f} | {med['client'] - med['request'] - med['upstream'] - med['response']:.0f} | {min(r['n'] for r in rounds[name])} |")
+    lines += ["", "Own work is the sum of the two stretches in which the proxy runs its code. The rest is the client's p50 less the three stretches (medians, so approximate): the agent's side, from the client's write to the proxy's read of the request and from the proxy's write of the reply to the client's read, including the proxy's wake-ups."]
+    return lines
+
+# Every mode, in the order a run takes them; all but syscalls and phases run by default.
+MODES = {"throughput": throughput, "http2": http2, "latency": latency, "memory": memory, "instructions": instructions, "syscalls": syscalls, "phases": phases}
+DEFAULT_MODES = [m for m in MODES if m not in ("syscalls", "phases")]
 
 
 def main():
@@ -686,7 +793,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--pool", type=int, default=0, help="fresh tokens per run (default: enough for 20k req/s)")
-    ap.add_argument("--modes", default=",".join(DEFAULT_MODES), help="comma-separated: throughput, http2, latency, memory, instructions, syscalls (not run by default)")
+    ap.add_argument("--modes", default=",".join(DEFAULT_MODES), help="comma-separated: throughput, http2, latency, memory, instructions; syscalls and phases are not run by default")
     ap.add_argument("--cg-requests", type=int, default=1000, help="instructions mode: requests in the shorter of the two callgrind runs")
     ap.add_argument("--h2-streams", type=int, default=4, help="http2 mode: concurrent streams per connection")
     ap.add_argument("--rate", type=int, default=2000, help="latency mode: fixed request rate")
@@ -711,7 +818,7 @@ def main():
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-    ensure_tools(perf="syscalls" in a.mode_list)
+    ensure_tools(perf=bool({"syscalls", "phases"} & set(a.mode_list)))
     bins = build()
     tmp = tempfile.mkdtemp(prefix="capgate-load-")
     try:
