@@ -61,7 +61,8 @@ Modes:
               makes per request, and how often its threads sleep and wake.
   phases      (not run by default: `--modes phases`; needs perf, as
               syscalls) bench-rate at --rate against nginx, the passthrough
-              and capgate with a reused token (audit off and on), with
+              and capgate (reused token with the audit off and on, and a
+              fresh token per request), with
               `perf record` on the server's socket system calls; each
               request is cut into the proxy's own work before its upstream
               write, the wait for the upstream's reply, and its own work
@@ -747,7 +748,7 @@ def phases(b):
     and its own work after the upstream read. Rounds interleave the
     targets; the table gives the median of the per-round medians."""
     a = b.a
-    names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused")
+    names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused", "capgate-fresh")
     rounds = {name: [] for name in names}
     for rnd in range(a.rounds):
         for name in names:
