@@ -4,9 +4,10 @@
     python3 benches/load/harness.py [--duration 10] [--rounds 3] [--soak 600]
 
 It builds the release binaries, installs wrk, h2load and nginx with apt when
-they are missing, starts the peers and runs five modes (`--modes`; two more,
-syscalls and phases, on request), then prints one markdown report and writes it to
-benches/load/RESULTS.md (a run without all five is printed only).
+they are missing, starts the peers and runs five modes (`--modes`; two
+more, syscalls and phases, on request), then prints one markdown report and
+writes it to benches/load/RESULTS.md (a run without all five is printed
+only).
 
 Targets:
   direct       the upstream itself (benches/load/upstream.rs, hyper)
@@ -62,12 +63,11 @@ Modes:
   phases      (not run by default: `--modes phases`; needs perf, as
               syscalls) bench-rate at --rate against nginx, the passthrough
               and capgate (reused token with the audit off and on, and a
-              fresh token per request), with
-              `perf record` on the server's socket system calls; each
-              request is cut into the proxy's own work before its upstream
-              write, the wait for the upstream's reply, and its own work
-              after reading it (phase_split): where each proxy's added
-              latency goes.
+              fresh token per request), with `perf record` on the server's
+              socket system calls; each request is cut into the proxy's own
+              work before its upstream write, the wait for the upstream's
+              reply, and its own work after reading it (phase_split): where
+              each proxy's added latency goes.
   --soak N    capgate with fresh tokens at --soak-rate for N seconds, RSS
               sampled every 10 s (600 for the 10-minute soak; off by default).
 
@@ -638,6 +638,17 @@ def instructions(b):
     return lines
 
 
+def perf_attach(args, pids):
+    """Start `perf <args> -p <pids>` (stopped with SIGINT by the caller, or
+    by stop_all) and give it time to attach before the load starts."""
+    perf = subprocess.Popen(["perf"] + args + ["-p", ",".join(map(str, pids))], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    procs.append(perf)
+    time.sleep(0.5)
+    if perf.poll() is not None:
+        raise SystemExit(f"perf {args[0]} failed (tracepoints need perf_event_paranoid <= 2 and root or CAP_PERFMON): {perf.stderr.read().decode(errors='replace')[-300:]}")
+    return perf
+
+
 def syscalls(b):
     """System calls by name, context switches and wake-ups per request of
     each proxy under wrk, from perf's tracepoints on the server's processes
@@ -651,11 +662,7 @@ def syscalls(b):
         tokfile = b.tokens(1) if name.startswith("capgate") else "-"
         out = os.path.join(b.tmp, f"perf-{name}.txt")
         pids = pids_of(p.pid)
-        perf = subprocess.Popen(["perf", "stat", "-x,", "-e", events, "-p", ",".join(map(str, pids)), "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        procs.append(perf)
-        time.sleep(0.5)  # perf attaches before the load starts
-        if perf.poll() is not None:
-            raise SystemExit(f"perf stat failed (tracepoints need perf_event_paranoid <= 2 and root or CAP_PERFMON): {perf.stderr.read().decode(errors='replace')[-300:]}")
+        perf = perf_attach(["stat", "-x,", "-e", events, "-o", out], pids)
         r = wrk(port, os.path.join(HERE, "wrk_plain.lua"), [tokfile, b.path(name)], a.duration, a.connections)
         perf.send_signal(signal.SIGINT)
         perf.wait(timeout=30)
@@ -755,11 +762,7 @@ def phases(b):
             p, port = b.server(name)
             pids = pids_of(p.pid)
             data = os.path.join(b.tmp, f"phases-{name}.data")
-            perf = subprocess.Popen(["perf", "record", "-q", "-o", data, "-e", PHASE_EVENTS, "-p", ",".join(map(str, pids))], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-            procs.append(perf)
-            time.sleep(0.5)  # perf attaches before the load connects
-            if perf.poll() is not None:
-                raise SystemExit(f"perf record failed (tracepoints need perf_event_paranoid <= 2 and root or CAP_PERFMON): {perf.stderr.read().decode(errors='replace')[-300:]}")
+            perf = perf_attach(["record", "-q", "-o", data, "-e", PHASE_EVENTS], pids)
             r = b.rate(name, port, a.rate, a.duration)
             perf.send_signal(signal.SIGINT)
             perf.wait(timeout=60)
@@ -782,6 +785,7 @@ def phases(b):
         lines.append(f"| {name} | {med['client']:.0f} | {med['request']:.0f} | {med['upstream']:.0f} | {med['response']:.0f} | {med['request'] + med['response']:.0f} | {med['client'] - med['request'] - med['upstream'] - med['response']:.0f} | {min(r['n'] for r in rounds[name])} |")
     lines += ["", "Own work is the sum of the two stretches in which the proxy runs its code. The rest is the client's p50 less the three stretches (medians, so approximate): the agent's side, from the client's write to the proxy's read of the request and from the proxy's write of the reply to the client's read, including the proxy's wake-ups."]
     return lines
+
 
 # Every mode, in the order a run takes them; all but syscalls and phases run by default.
 MODES = {"throughput": throughput, "http2": http2, "latency": latency, "memory": memory, "instructions": instructions, "syscalls": syscalls, "phases": phases}
