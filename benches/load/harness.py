@@ -67,7 +67,8 @@ Modes:
               socket system calls; each request is cut into the proxy's own
               work before its upstream write, the wait for the upstream's
               reply, and its own work after reading it (phase_split): where
-              each proxy's added latency goes.
+              each proxy's added latency goes; also each proxy's dispatch,
+              from epoll_wait returning to its first read that gets bytes.
   --soak N    capgate with fresh tokens at --soak-rate for N seconds, RSS
               sampled every 10 s (600 for the 10-minute soak; off by default).
 
@@ -692,7 +693,8 @@ def syscalls(b):
 
 
 PHASE_EVENTS = ",".join("syscalls:" + e for e in (
-    "sys_exit_accept4", "sys_enter_close", "sys_enter_recvfrom", "sys_exit_recvfrom", "sys_enter_sendto", "sys_enter_writev"))
+    "sys_exit_accept4", "sys_enter_close", "sys_enter_recvfrom", "sys_exit_recvfrom", "sys_enter_sendto", "sys_enter_writev",
+    "sys_exit_epoll_wait"))
 
 
 def phase_split(script_lines):
@@ -705,10 +707,13 @@ def phase_split(script_lines):
     trace (the load starts after perf); every other socket is upstream. A
     thread's read is paired with the next write it starts, so a request
     whose stretch was interleaved with another on the same thread is left
-    out rather than misattributed. Times in microseconds."""
-    agent, last_fd = set(), {}
+    out rather than misattributed. Also the dispatch delay: from a thread's
+    return from epoll_wait with events to its first read that gets bytes,
+    split by whether that read was an agent's request or an upstream's
+    reply. Times in microseconds."""
+    agent, last_fd, woke = set(), {}, {}
     agent_read, up_read, up_sent = {}, {}, {}
-    out = {"request": [], "upstream": [], "response": []}
+    out = {"request": [], "upstream": [], "response": [], "wake_agent": [], "wake_upstream": []}
     pat = re.compile(r"\s*(\d+)\s+([\d.]+):\s+syscalls:(\w+):\s*(.*)")
     for line in script_lines:
         m = pat.match(line)
@@ -723,12 +728,18 @@ def phase_split(script_lines):
                 agent.add(ret)
         elif ev == "sys_enter_close":
             agent.discard(fd)
+        elif ev == "sys_exit_epoll_wait":
+            ret = int(args.strip(), 16)
+            if 0 < ret < 1 << 63:
+                woke[tid] = t
         elif ev == "sys_enter_recvfrom":
             last_fd[tid] = fd
         elif ev == "sys_exit_recvfrom":
             ret, rfd = int(args.strip(), 16), last_fd.pop(tid, None)
             if rfd is None or ret == 0 or ret >= 1 << 63:
                 continue  # nothing read (EAGAIN, EOF)
+            if tid in woke:
+                out["wake_agent" if rfd in agent else "wake_upstream"].append(t - woke.pop(tid))
             if rfd in agent:
                 agent_read[tid] = t
                 up_read.pop(tid, None)
@@ -772,18 +783,18 @@ def phases(b):
             m = {k: statistics.median(v) if v else float("nan") for k, v in split.items()}
             m["client"], m["n"] = r["p50_us"], min(len(split["request"]), len(split["response"]))
             rounds[name].append(m)
-            print(f"round {rnd + 1} phases {name:22s} client p50 {m['client']} us; request {m['request']:.0f}, upstream {m['upstream']:.0f}, response {m['response']:.0f} us (n {m['n']})", flush=True)
+            print(f"round {rnd + 1} phases {name:22s} client p50 {m['client']} us; request {m['request']:.0f}, upstream {m['upstream']:.0f}, response {m['response']:.0f} us; epoll to read {m['wake_agent']:.0f} / {m['wake_upstream']:.0f} us (n {m['n']})", flush=True)
             b.done(name, p)
     lines = [
         f"**Where the latency goes** at {a.rate} req/s over 16 keep-alive connections, {a.duration}s, {a.rounds} rounds (benches/load/rate.rs): perf records each server's socket system calls, and each request is cut into the proxy's own work from reading the agent's request to starting the upstream write, the wait for the upstream's reply (that write, loopback delivery, the upstream's work and the proxy's wake-up), and the proxy's own work from reading the reply to starting the write back. Per round the median over the requests whose stretches did not interleave with another request's on the same thread (n: the fewest in a round); the table gives the median over rounds.",
         "",
-        "| target | client p50 µs | request → upstream write µs | upstream wait µs | reply → agent write µs | own work µs | rest µs | n |",
-        "|---|---|---|---|---|---|---|---|",
+        "| target | client p50 µs | request → upstream write µs | upstream wait µs | reply → agent write µs | own work µs | rest µs | epoll → request read µs | epoll → reply read µs | n |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
-        med = {k: statistics.median(r[k] for r in rounds[name]) for k in ("client", "request", "upstream", "response")}
-        lines.append(f"| {name} | {med['client']:.0f} | {med['request']:.0f} | {med['upstream']:.0f} | {med['response']:.0f} | {med['request'] + med['response']:.0f} | {med['client'] - med['request'] - med['upstream'] - med['response']:.0f} | {min(r['n'] for r in rounds[name])} |")
-    lines += ["", "Own work is the sum of the two stretches in which the proxy runs its code. The rest is the client's p50 less the three stretches (medians, so approximate): the agent's side, from the client's write to the proxy's read of the request and from the proxy's write of the reply to the client's read, including the proxy's wake-ups."]
+        med = {k: statistics.median(r[k] for r in rounds[name]) for k in ("client", "request", "upstream", "response", "wake_agent", "wake_upstream")}
+        lines.append(f"| {name} | {med['client']:.0f} | {med['request']:.0f} | {med['upstream']:.0f} | {med['response']:.0f} | {med['request'] + med['response']:.0f} | {med['client'] - med['request'] - med['upstream'] - med['response']:.0f} | {med['wake_agent']:.0f} | {med['wake_upstream']:.0f} | {min(r['n'] for r in rounds[name])} |")
+    lines += ["", "Own work is the sum of the two stretches in which the proxy runs its code. The rest is the client's p50 less the three stretches (medians, so approximate): the agent's side, from the client's write to the proxy's read of the request and from the proxy's write of the reply to the client's read, including the proxy's wake-ups. The epoll columns are the dispatch delay inside the proxy: from a thread's return from epoll_wait to its first read that gets bytes, when that read is an agent's request or an upstream's reply."]
     return lines
 
 
