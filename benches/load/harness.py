@@ -732,6 +732,8 @@ def phase_split(script_lines):
             ret = int(args.strip(), 16)
             if 0 < ret < 1 << 63:
                 woke[tid] = t
+            else:
+                woke.pop(tid, None)  # a timeout or an error: no wake to time
         elif ev == "sys_enter_recvfrom":
             last_fd[tid] = fd
         elif ev == "sys_exit_recvfrom":

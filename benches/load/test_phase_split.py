@@ -78,6 +78,14 @@ class PhaseSplit(unittest.TestCase):
         self.assertEqual([round(x) for x in out["wake_upstream"]], [4])
         self.assertEqual([round(x) for x in out["upstream"]], [184])
 
+    def test_a_wake_without_a_read_before_the_next_timeout_is_not_timed(self):
+        lines = [line(1, 0, "sys_exit_accept4", "0x7")]
+        lines += [line(1, 100, "sys_exit_epoll_wait", "0x1")]  # woken, but only to write
+        lines += write(1, 101, 9)
+        lines += [line(1, 5000, "sys_exit_epoll_wait", "0x0")]  # then a timeout
+        lines += read(1, 5001, 7, 300)
+        self.assertEqual(phase_split(lines)["wake_agent"], [])
+
 
 if __name__ == "__main__":
     unittest.main()
