@@ -217,10 +217,23 @@ fn kill_9_under_load_then_restart_continues_the_chain() {
     std::thread::sleep(std::time::Duration::from_millis(150));
     g.crash();
     let _ = load.join();
-    // Simulate a write torn by the crash.
+    // The crashed gateway's files verify as they are: the zero-filled space
+    // ahead of the live segment's last event holds nothing.
     let chain = acme_chain(&g);
-    let mut f = std::fs::OpenOptions::new().append(true).open(segment(&chain)).expect("segment");
-    std::io::Write::write_all(&mut f, b"{\"seq\":99999,\"tenant\":\"acme\",\"decis").expect("torn write");
+    let seg = std::fs::read(segment(&chain)).expect("segment");
+    let end = seg.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    assert!(end < seg.len(), "the live segment was zero-filled ahead of its events");
+    let (code, report) = g.verify_audit(&g.audit_dir());
+    assert_eq!(code, 0, "{report}");
+    // An export of it ends each segment at its last event.
+    let bundle = tempfile::tempdir().expect("tmp");
+    let out = g.cli(&["audit", "export", "--tenant", "acme", "--out", bundle.path().to_str().expect("utf8")], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported = walk(bundle.path()).into_iter().find(|p| p.to_string_lossy().ends_with("segment-000001.jsonl")).expect("exported");
+    assert_eq!(std::fs::read(&exported).expect("read"), seg[..end]);
+    // Simulate a write torn by the crash: cut off where the next commit goes.
+    let f = std::fs::OpenOptions::new().write(true).open(segment(&chain)).expect("segment");
+    std::os::unix::fs::FileExt::write_all_at(&f, b"{\"seq\":99999,\"tenant\":\"acme\",\"decis", end as u64).expect("torn write");
     drop(f);
     g.spawn();
     for _ in 0..3 {
@@ -233,6 +246,7 @@ fn kill_9_under_load_then_restart_continues_the_chain() {
     assert!(notes.contains("torn tail"), "the truncation is reported: {report}");
     let moved: Vec<PathBuf> = walk(&chain).into_iter().filter(|p| p.to_string_lossy().contains("torn-")).collect();
     assert_eq!(moved.len(), 1, "the torn bytes were moved aside");
+    assert_eq!(std::fs::read(&moved[0]).expect("torn"), b"{\"seq\":99999,\"tenant\":\"acme\",\"decis");
 }
 
 #[test]

@@ -98,7 +98,10 @@ fn read_lines(dir: &Path) -> Result<Vec<Line>, String> {
     let n = segs.len();
     for (i, (_, p)) in segs.iter().enumerate() {
         let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let text = String::from_utf8_lossy(&data);
+        // A live (or crashed) gateway's segment ends in zero-filled space
+        // that no event has reached yet (see the writer); it holds nothing.
+        let written = data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+        let text = String::from_utf8_lossy(&data[..written]);
         let mut parts: Vec<&str> = text.split('\n').collect();
         let tail = parts.pop().unwrap_or("");
         out.extend(parts.into_iter().map(|l| Line { raw: l.to_owned(), torn: false }));
@@ -291,6 +294,23 @@ mod tests {
         let other = SigningKey::from_bytes(&[4; 32]);
         let r = verify_chain(d.path(), &other.verifying_key()).expect("verify");
         assert_eq!(r.failure.map(|f| f.kind), Some("bad_root_signature"));
+    }
+
+    /// A live gateway's segment ends in zero-filled space (see the writer):
+    /// not an event, not a torn line. A torn line inside it still is one.
+    #[test]
+    fn a_live_segments_zero_filled_space_holds_nothing() {
+        let d = tempfile::tempdir().expect("tmp");
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let lines = write_chain(d.path(), 5, 5, &key);
+        let seg = d.path().join("segment-000001.jsonl");
+        std::fs::write(&seg, [(lines.join("\n") + "\n").as_bytes(), &[0u8; 4096]].concat()).expect("seg");
+        let r = verify_chain(d.path(), &key.verifying_key()).expect("verify");
+        assert!(r.failure.is_none(), "{:?}", r.failure);
+        assert_eq!((r.events, r.roots), (5, 1));
+        std::fs::write(&seg, [(lines.join("\n") + "\n{\"seq\":6,").as_bytes(), &[0u8; 4096]].concat()).expect("seg");
+        let r = verify_chain(d.path(), &key.verifying_key()).expect("verify");
+        assert_eq!(r.failure.map(|f| (f.kind, f.seq)), Some(("torn_tail", 6)));
     }
 
     #[test]

@@ -7,6 +7,16 @@
 //!   per `idle_check` ([`IDLE_CHECK`]) to check its segment and root schedule.
 //! - Segments `segment-NNNNNN.jsonl` rotate at `segment_bytes`; signed roots
 //!   go to `roots.jsonl` beside them, every `root_interval` and at shutdown.
+//! - The live segment is zero-filled ahead of its events, [`PREALLOC_STEP`]
+//!   at a time, and each commit overwrites that space, as databases keep
+//!   their logs: the file's size does not change, so a commit's
+//!   `fdatasync` has only data blocks to flush and, on a journaling
+//!   filesystem (ext4, XFS), no journal commit to wait for. (ext4 without a
+//!   journal still writes the inode, for its new mtime.) A finished
+//!   segment, and the live one at shutdown, is cut back to its last event,
+//!   so closed files are plain JSON lines. The zero bytes after the last
+//!   event of a live or crashed segment are space not yet written:
+//!   recovery, the verifier and `audit export` ignore them.
 //! - On start the chain continues from its last durable event. A torn last
 //!   line (a crash mid-write) is moved aside to `torn-<seq>-<unix>.bin` and
 //!   recorded as a `torn_tail` event, so the chain stays verifiable and the
@@ -25,8 +35,8 @@ use super::record::{genesis, rfc3339_now, seal_rendered_into, RequestEvent, Root
 use ed25519_dalek::SigningKey;
 use prometheus::IntCounterVec;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -52,6 +62,14 @@ pub struct WriterSettings {
 /// written to notices at its next commit, as before.
 pub const IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// How far ahead of its events the live segment is zero-filled (capped at
+/// `segment_bytes`): one size change (one journal commit) per this many
+/// bytes of events instead of one per commit.
+pub const PREALLOC_STEP: u64 = 1 << 20;
+
+/// Zeros for filling segment space ahead of the events.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
 pub enum Msg {
     /// An event rendered on the proxy thread (see [`super::canonical`]).
     Event(Rendered),
@@ -76,7 +94,10 @@ pub struct ChainWriter {
     head: String,
     seg_index: u32,
     seg: File,
+    /// Where the events end: the next commit is written here.
     seg_len: u64,
+    /// The segment file's size: `seg_len` plus the zero-filled space ahead.
+    seg_alloc: u64,
     seg_id: (u64, u64),
     roots: File,
     last_root_seq: u64,
@@ -103,6 +124,41 @@ fn open_append(p: &Path) -> Result<File, String> {
     OpenOptions::new().create(true).append(true).read(true).open(p).map_err(io("open", p))
 }
 
+/// A segment is written at explicit offsets (into its zero-filled space),
+/// not in append mode.
+fn open_segment(p: &Path) -> Result<File, String> {
+    OpenOptions::new().create(true).read(true).write(true).truncate(false).open(p).map_err(io("open", p))
+}
+
+/// Where the written bytes of a file end: after its last non-zero byte. The
+/// zeros after it are segment space filled ahead and never written (an event
+/// line never holds a NUL byte). Reads back from the end, 64 KiB at a time.
+pub fn data_end(f: &File, path: &Path) -> Result<u64, String> {
+    let mut end = f.metadata().map_err(io("stat", path))?.len();
+    let mut block = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(end - start) as usize];
+        f.read_exact_at(chunk, start).map_err(io("read", path))?;
+        if let Some(i) = chunk.iter().rposition(|b| *b != 0) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Cut the zero-filled space off a file (an exported copy of a live
+/// segment), so that it ends at its last event.
+pub fn trim_unwritten(path: &Path) -> Result<(), String> {
+    let f = OpenOptions::new().read(true).write(true).open(path).map_err(io("open", path))?;
+    let end = data_end(&f, path)?;
+    if end < f.metadata().map_err(io("stat", path))?.len() {
+        f.set_len(end).map_err(io("truncate", path))?;
+    }
+    Ok(())
+}
+
 fn file_id(f: &File) -> (u64, u64) {
     f.metadata().map(|m| (m.dev(), m.ino())).unwrap_or((0, 0))
 }
@@ -123,17 +179,16 @@ pub fn segments(dir: &Path) -> Vec<(u32, PathBuf)> {
     out
 }
 
-/// The end of a file: the last `n` bytes or more, growing the window until it
-/// holds two newlines (a last line and the one before it) or the whole file.
-/// Recovery reads only this, so a large segment costs no memory at start.
-fn tail(f: &mut File, path: &Path) -> Result<(u64, Vec<u8>), String> {
-    let len = f.metadata().map_err(io("stat", path))?.len();
+/// The end of a file's written bytes (up to `len`, see [`data_end`]): the
+/// last 64 KiB or more, growing the window until it holds two newlines (a
+/// last line and the one before it) or the whole file. Recovery reads only
+/// this, so a large segment costs no memory at start.
+fn tail(f: &File, path: &Path, len: u64) -> Result<(u64, Vec<u8>), String> {
     let mut back = len.min(64 << 10);
     loop {
         let offset = len - back;
-        f.seek(SeekFrom::Start(offset)).map_err(io("seek", path))?;
-        let mut data = Vec::with_capacity(back as usize);
-        f.read_to_end(&mut data).map_err(io("read", path))?;
+        let mut data = vec![0u8; back as usize];
+        f.read_exact_at(&mut data, offset).map_err(io("read", path))?;
         if offset == 0 || data.iter().filter(|b| **b == b'\n').count() >= 2 {
             return Ok((offset, data));
         }
@@ -141,10 +196,12 @@ fn tail(f: &mut File, path: &Path) -> Result<(u64, Vec<u8>), String> {
     }
 }
 
-/// Cut a torn last line off `path`: returns the torn bytes.
+/// Cut a torn last line, and any zero-filled space after the last event,
+/// off `path`: returns the torn bytes (none when only zeros were cut).
 fn cut_torn_tail(path: &Path) -> Result<Vec<u8>, String> {
-    let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(io("open", path))?;
-    let (offset, data) = tail(&mut f, path)?;
+    let f = OpenOptions::new().read(true).write(true).open(path).map_err(io("open", path))?;
+    let len = f.metadata().map_err(io("stat", path))?.len();
+    let (offset, data) = tail(&f, path, data_end(&f, path)?)?;
     let keep = data.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
     // A complete last line that is not valid JSON is torn too (a crash can
     // leave zeros after a partial write on some filesystems).
@@ -155,7 +212,7 @@ fn cut_torn_tail(path: &Path) -> Result<Vec<u8>, String> {
             keep = start;
         }
     }
-    if keep == data.len() {
+    if offset + keep as u64 == len {
         return Ok(Vec::new());
     }
     let torn = data[keep..].to_vec();
@@ -166,8 +223,8 @@ fn cut_torn_tail(path: &Path) -> Result<Vec<u8>, String> {
 
 /// The last complete line of a file, if any.
 fn last_line(path: &Path) -> Result<Option<serde_json::Value>, String> {
-    let mut f = File::open(path).map_err(io("open", path))?;
-    let (_, data) = tail(&mut f, path)?;
+    let f = File::open(path).map_err(io("open", path))?;
+    let (_, data) = tail(&f, path, data_end(&f, path)?)?;
     let text = String::from_utf8_lossy(&data);
     match text.trim_end_matches('\n').rsplit('\n').next() {
         Some(l) if !l.is_empty() => Ok(Some(serde_json::from_str(l).map_err(|e| format!("{}: last line: {e}", path.display()))?)),
@@ -207,7 +264,7 @@ impl ChainWriter {
             }
         };
         let seg_path = dir.join(segment_name(seg_index));
-        let seg = open_append(&seg_path)?;
+        let seg = open_segment(&seg_path)?;
         let seg_len = seg.metadata().map_err(io("stat", &seg_path))?.len();
         let roots_path = dir.join("roots.jsonl");
         if roots_path.exists() {
@@ -227,6 +284,7 @@ impl ChainWriter {
             seg_index,
             seg,
             seg_len,
+            seg_alloc: seg_len,
             roots,
             last_root_seq,
             last_root_at: Instant::now(),
@@ -282,11 +340,15 @@ impl ChainWriter {
             head = seal_rendered_into(ev, seq + 1, &ts, &self.chain, &head, &mut buf);
             seq += 1;
         }
-        let res = self.seg.write_all(&buf).and_then(|_| self.seg.sync_data());
         let written = buf.len() as u64;
+        let res =
+            self.reserve(self.seg_len + written).and_then(|_| self.seg.write_all_at(&buf, self.seg_len)).and_then(|_| self.seg.sync_data());
         self.buf = buf;
         if let Err(e) = res {
+            // Back to the last durable event: this drops a partial write
+            // and the zero-filled space, which the next commit fills again.
             let _ = self.seg.set_len(self.seg_len);
+            self.seg_alloc = self.seg_len;
             return Err(format!("write {}: {e}", seg_path.display()));
         }
         self.seg_len += written;
@@ -300,9 +362,41 @@ impl ChainWriter {
         Ok(())
     }
 
+    /// Make the segment file at least `end` bytes long, zero-filling up to
+    /// [`PREALLOC_STEP`] (capped at `segment_bytes`) past what it has. The
+    /// commit's own bytes are written over `seg_len..end` right after, so
+    /// only the space beyond `end` is filled here; the commit's `fdatasync`
+    /// makes the new size durable with the events.
+    fn reserve(&mut self, end: u64) -> std::io::Result<()> {
+        if end <= self.seg_alloc {
+            return Ok(());
+        }
+        let target = end.max((self.seg_alloc + PREALLOC_STEP).min(self.settings.segment_bytes));
+        let mut at = end.max(self.seg_alloc);
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            self.seg.write_all_at(&ZEROS[..n], at)?;
+            at += n as u64;
+        }
+        self.seg_alloc = target;
+        Ok(())
+    }
+
+    /// Cut the zero-filled space off the segment, so that it ends at its
+    /// last event (before rotating, and at shutdown).
+    fn trim_segment(&mut self) -> Result<(), String> {
+        if self.seg_alloc > self.seg_len {
+            let p = self.dir.join(segment_name(self.seg_index));
+            self.seg.set_len(self.seg_len).and_then(|_| self.seg.sync_data()).map_err(io("truncate", &p))?;
+            self.seg_alloc = self.seg_len;
+        }
+        Ok(())
+    }
+
     fn rotate(&mut self) -> Result<(), String> {
+        self.trim_segment()?;
         let next = self.dir.join(segment_name(self.seg_index + 1));
-        let f = open_append(&next)?;
+        let f = open_segment(&next)?;
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
@@ -310,6 +404,7 @@ impl ChainWriter {
         self.seg_id = file_id(&f);
         self.seg = f;
         self.seg_len = 0;
+        self.seg_alloc = 0;
         Ok(())
     }
 
@@ -444,6 +539,9 @@ impl ChainWriter {
     /// At shutdown: a final root over what is durable, and an account of
     /// what is not (events held or still queued: counted as `lost`).
     fn finish(&mut self) {
+        if let Err(e) = self.trim_segment() {
+            tracing::error!(chain = %self.chain, error = %e, "audit: the segment's unwritten space was not cut");
+        }
         if let Err(e) = self.write_root() {
             tracing::error!(chain = %self.chain, error = %e, "audit: final root not written");
         }
@@ -469,6 +567,127 @@ mod tests {
         let p = dir.path().join("segment-000001.jsonl");
         std::fs::write(&p, content).expect("write");
         (dir, p)
+    }
+
+    fn settings(segment_bytes: u64) -> WriterSettings {
+        WriterSettings {
+            commit_interval: Duration::from_millis(1),
+            commit_events: 64,
+            segment_bytes,
+            root_interval: Duration::from_secs(3600),
+            channel_capacity: 64,
+            signing_key: Arc::new(SigningKey::from_bytes(&[7; 32])),
+            idle_check: Duration::from_secs(3600),
+        }
+    }
+
+    fn writer(dir: &Path, segment_bytes: u64) -> ChainWriter {
+        let events = IntCounterVec::new(prometheus::Opts::new("t", "t"), &["result"]).expect("counter");
+        let shared =
+            Arc::new(Shared { unhealthy: AtomicBool::new(false), pending: AtomicUsize::new(0), stopping: AtomicBool::new(false), events });
+        ChainWriter::open(dir.join("acme/i1"), "acme:i1".into(), settings(segment_bytes), shared).expect("open")
+    }
+
+    /// Commit `n` request events.
+    fn commit(w: &mut ChainWriter, n: usize) {
+        for i in 0..n {
+            let path = format!("/svc/{i}");
+            let ev =
+                RequestEvent { event: "request".into(), tenant: "acme".into(), path: Some(path.as_str().into()), ..Default::default() };
+            w.batch.push(render(&ev));
+        }
+        w.commit().expect("commit");
+    }
+
+    fn size(p: &Path) -> u64 {
+        std::fs::metadata(p).expect("stat").len()
+    }
+
+    /// Each line of a segment is an event, with nothing after the last.
+    fn seqs(p: &Path) -> Vec<u64> {
+        let text = std::fs::read_to_string(p).expect("read");
+        assert!(text.ends_with('\n') && !text.contains('\0'), "{p:?} is not plain JSON lines");
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["seq"].as_u64().expect("seq")).collect()
+    }
+
+    #[test]
+    fn the_live_segment_is_zero_filled_ahead_so_commits_do_not_change_its_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = writer(dir.path(), 64 << 20);
+        let seg = w.dir.join(segment_name(1));
+        commit(&mut w, 3);
+        assert_eq!(size(&seg), PREALLOC_STEP, "the first commit fills a step ahead");
+        let first = w.seg_len;
+        commit(&mut w, 5);
+        assert_eq!(size(&seg), PREALLOC_STEP, "later commits overwrite that space");
+        let f = File::open(&seg).expect("open");
+        assert_eq!(data_end(&f, &seg).expect("end"), w.seg_len);
+        assert!(w.seg_len > first);
+        // At shutdown the segment is cut back to its last event.
+        w.finish();
+        assert_eq!(size(&seg), w.seg_len);
+        assert_eq!(seqs(&seg), (1..=8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_crash_leaves_zeros_that_recovery_cuts_without_calling_them_torn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = writer(dir.path(), 64 << 20);
+        let chain = w.dir.clone();
+        commit(&mut w, 4);
+        drop(w); // no shutdown: the zero-filled space stays
+        assert_eq!(size(&chain.join(segment_name(1))), PREALLOC_STEP);
+        let mut w = writer(dir.path(), 64 << 20);
+        assert_eq!(w.seq(), 4, "the chain continues from its last event");
+        assert!(!walk_names(&chain).iter().any(|n| n.starts_with("torn-")));
+        commit(&mut w, 2);
+        w.finish();
+        assert_eq!(seqs(&chain.join(segment_name(1))), (1..=6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_write_torn_inside_the_zero_filled_space_is_moved_aside_and_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = writer(dir.path(), 64 << 20);
+        let chain = w.dir.clone();
+        commit(&mut w, 4);
+        let seg = OpenOptions::new().write(true).open(chain.join(segment_name(1))).expect("open");
+        seg.write_all_at(b"{\"seq\":5,\"tena", w.seg_len).expect("torn write");
+        drop(w);
+        let mut w = writer(dir.path(), 64 << 20);
+        assert_eq!(w.seq(), 5, "the recovery note is event 5");
+        let torn: Vec<String> = walk_names(&chain).into_iter().filter(|n| n.starts_with("torn-5-")).collect();
+        assert_eq!(torn.len(), 1);
+        assert_eq!(std::fs::read(chain.join(&torn[0])).expect("torn"), b"{\"seq\":5,\"tena", "exactly the torn bytes, no zeros");
+        w.finish();
+        assert_eq!(seqs(&chain.join(segment_name(1))), (1..=5).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_finished_segment_is_cut_back_before_the_next_one_starts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = writer(dir.path(), 4096);
+        let chain = w.dir.clone();
+        while w.seg_index == 1 {
+            commit(&mut w, 3);
+        }
+        let first = chain.join(segment_name(1));
+        let n = seqs(&first).len() as u64;
+        assert!(size(&first) >= 4096 && n > 3);
+        commit(&mut w, 1);
+        w.finish();
+        assert_eq!(seqs(&chain.join(segment_name(2))), ((n + 1)..=(n + 1)).collect::<Vec<_>>());
+    }
+
+    fn walk_names(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir).expect("dir").flatten().filter_map(|e| e.file_name().into_string().ok()).collect()
+    }
+
+    #[test]
+    fn exported_copies_end_at_their_last_event() {
+        let (_d, p) = file_with(&[&lines(3)[..], &[0u8; 5000]].concat());
+        trim_unwritten(&p).expect("trim");
+        assert_eq!(std::fs::read(&p).expect("read"), lines(3));
     }
 
     fn lines(n: usize) -> Vec<u8> {
