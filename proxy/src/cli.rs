@@ -374,7 +374,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
             std::fs::copy(&p, &dest).map_err(|e| format!("{}: {e}", p.display()))?;
             // A live segment's copy ends at its last event, not in the
             // space the writer zero-filled ahead of it.
-            if e.file_name().to_str().is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl")) {
+            if e.file_name().to_str().and_then(crate::audit::writer::segment_index).is_some() {
                 crate::audit::writer::trim_unwritten(&dest)?;
             }
         }

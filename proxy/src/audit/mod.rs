@@ -170,8 +170,8 @@ mod tests {
         }
     }
 
-    /// A writer that retries every millisecond.
-    fn settings(queue: usize, group: usize) -> WriterSettings {
+    /// A writer that retries every millisecond (the writer's tests use it too).
+    pub(super) fn settings(queue: usize, group: usize) -> WriterSettings {
         WriterSettings {
             commit_interval: Duration::from_millis(1),
             commit_events: group,

@@ -163,17 +163,18 @@ fn file_id(f: &File) -> (u64, u64) {
     f.metadata().map(|m| (m.dev(), m.ino())).unwrap_or((0, 0))
 }
 
+/// The index of a segment file (`segment-NNNNNN.jsonl`), if `name` is one.
+pub fn segment_index(name: &str) -> Option<u32> {
+    name.strip_prefix("segment-")?.strip_suffix(".jsonl")?.parse().ok()
+}
+
 /// The segments of a chain directory, in order.
 pub fn segments(dir: &Path) -> Vec<(u32, PathBuf)> {
     let mut out: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let n = name.strip_prefix("segment-")?.strip_suffix(".jsonl")?.parse().ok()?;
-            Some((n, e.path()))
-        })
+        .filter_map(|e| Some((segment_index(e.file_name().to_str()?)?, e.path())))
         .collect();
     out.sort();
     out
@@ -569,23 +570,12 @@ mod tests {
         (dir, p)
     }
 
-    fn settings(segment_bytes: u64) -> WriterSettings {
-        WriterSettings {
-            commit_interval: Duration::from_millis(1),
-            commit_events: 64,
-            segment_bytes,
-            root_interval: Duration::from_secs(3600),
-            channel_capacity: 64,
-            signing_key: Arc::new(SigningKey::from_bytes(&[7; 32])),
-            idle_check: Duration::from_secs(3600),
-        }
-    }
-
     fn writer(dir: &Path, segment_bytes: u64) -> ChainWriter {
         let events = IntCounterVec::new(prometheus::Opts::new("t", "t"), &["result"]).expect("counter");
         let shared =
             Arc::new(Shared { unhealthy: AtomicBool::new(false), pending: AtomicUsize::new(0), stopping: AtomicBool::new(false), events });
-        ChainWriter::open(dir.join("acme/i1"), "acme:i1".into(), settings(segment_bytes), shared).expect("open")
+        let settings = WriterSettings { segment_bytes, ..crate::audit::tests::settings(64, 64) };
+        ChainWriter::open(dir.join("acme/i1"), "acme:i1".into(), settings, shared).expect("open")
     }
 
     /// Commit `n` request events.
