@@ -570,6 +570,51 @@ def callgrind_total(path):
     raise SystemExit(f"{path}: no callgrind totals")
 
 
+# The allocator's entry points, by the name callgrind gives them: glibc's
+# (nginx, the passthrough, the upstream) and mimalloc's (capgate's global
+# allocator; Rust's `GlobalAlloc` calls the `_aligned` forms).
+ALLOCATE = {"malloc", "calloc", "posix_memalign", "memalign", "aligned_alloc", "valloc",
+            "mi_malloc", "mi_zalloc", "mi_calloc", "mi_malloc_aligned", "mi_zalloc_aligned"}
+REALLOCATE = {"realloc", "reallocarray", "mi_realloc", "mi_realloc_aligned"}
+FREE = {"free", "cfree", "mi_free", "mi_free_size", "mi_free_aligned", "mi_free_size_aligned"}
+# Calls made inside an allocator (realloc freeing the old block, say) are not
+# the program's.
+ALLOCATOR_INTERNAL = re.compile(r"^(_?mi_|_int_|__libc_|_mid_|__posix_memalign|sysmalloc|tcache|malloc|calloc|realloc|free|cfree)")
+
+
+def callgrind_allocator_calls(lines):
+    """(allocations, reallocations, frees) the program asked its allocator
+    for, counted from
+    a callgrind output's call records (`fn=` caller, `cfn=` callee, `calls=`
+    count; names are compressed to `(id)` after their first use)."""
+    names = {}
+
+    def name(field):
+        m = re.match(r"\((\d+)\)(?:\s+(.*))?", field.strip())
+        if not m:
+            return field.strip()
+        if m.group(2):
+            names[m.group(1)] = m.group(2)
+        return names.get(m.group(1), "")
+
+    allocs = reallocs = frees = 0
+    caller = callee = ""
+    for line in lines:
+        if line.startswith("fn="):
+            caller = name(line[3:])
+        elif line.startswith("cfn="):
+            callee = name(line[4:]).split("@", 1)[0]
+        elif line.startswith("calls=") and not ALLOCATOR_INTERNAL.match(caller):
+            n = int(line[6:].split()[0])
+            if callee in ALLOCATE:
+                allocs += n
+            elif callee in REALLOCATE:
+                reallocs += n
+            elif callee in FREE:
+                frees += n
+    return allocs, reallocs, frees
+
+
 # glibc copies and fills blocks above a few KiB with `rep movsb` / `rep
 # stosb`. callgrind counts each byte such an instruction moves as one
 # instruction, so a 13 KiB copy that takes well under a microsecond on the
@@ -581,7 +626,8 @@ NO_REP_STRINGS = "glibc.cpu.x86_rep_movsb_threshold=4294967295:glibc.cpu.x86_rep
 
 def callgrind_run(b, name, n):
     """Start `name` under callgrind, send n sequential requests on one
-    keep-alive connection, stop it, and return its instruction total."""
+    keep-alive connection, stop it, and return its instruction total and its
+    (allocations, reallocations, frees)."""
     import http.client
     out = os.path.join(b.tmp, f"callgrind-{name}-{n}.out")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
@@ -612,30 +658,32 @@ def callgrind_run(b, name, n):
     # master exits gracefully on SIGQUIT.
     os.killpg(p.pid, {"passthrough": signal.SIGINT, "nginx": signal.SIGQUIT}.get(name, signal.SIGTERM))
     p.wait(timeout=300)
-    return callgrind_total(out)
+    with open(out, errors="replace") as f:
+        return callgrind_total(out), callgrind_allocator_calls(f)
 
 
 def instructions(b):
     a = b.a
     n1, n2 = a.cg_requests, 3 * a.cg_requests
     names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused")
-    per = {}
+    per, alloc = {}, {}
     for name in names:
-        t1, t2 = callgrind_run(b, name, n1), callgrind_run(b, name, n2)
+        (t1, c1), (t2, c2) = callgrind_run(b, name, n1), callgrind_run(b, name, n2)
         per[name] = (t2 - t1) / (n2 - n1)
-        print(f"callgrind {name:22s} {t1} instr for {n1} requests, {t2} for {n2}: {per[name]:.0f} per request", flush=True)
+        alloc[name] = [(y - x) / (n2 - n1) for x, y in zip(c1, c2)]
+        print(f"callgrind {name:22s} {t1} instr for {n1} requests, {t2} for {n2}: {per[name]:.0f} per request; allocations, reallocations, frees per request: {', '.join(f'{x:.1f}' for x in alloc[name])}", flush=True)
     base, nginx = per["passthrough"], per["nginx"]
     lines = [
         f"**Instructions per request** (valgrind --tool=callgrind, whole process, all threads): sequential GETs on one keep-alive connection, (I({n2}) − I({n1})) / {n2 - n1}. valgrind hides SHA-NI, so the SHA-256 of the token hash and of the audit chain runs in software here and weighs more than on the real CPU. glibc's `rep movsb`/`rep stosb` paths are turned off (GLIBC_TUNABLES), because callgrind counts every byte they move as an instruction.",
         "",
-        "nginx runs as one process (`master_process off`, one worker) with the same proxy settings as in the throughput runs.",
+        "nginx runs as one process (`master_process off`, one worker) with the same proxy settings as in the throughput runs. Allocations, reallocations and frees are the program's calls into its allocator (glibc's for nginx and the passthrough, mimalloc for capgate), from the same callgrind runs, differenced the same way.",
         "",
-        "| target | instructions / request | × nginx | × passthrough | added over passthrough |",
-        "|---|---|---|---|---|",
+        "| target | instructions / request | × nginx | × passthrough | added over passthrough | allocations / request | reallocations / request | frees / request |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         added = "–" if name == "nginx" else f"{per[name] - base:+.0f}"
-        lines.append(f"| {name} | {per[name]:.0f} | {per[name] / nginx:.2f} | {per[name] / base:.2f} | {added} |")
+        lines.append(f"| {name} | {per[name]:.0f} | {per[name] / nginx:.2f} | {per[name] / base:.2f} | {added} | {' | '.join(f'{x:.1f}' for x in alloc[name])} |")
     return lines
 
 
