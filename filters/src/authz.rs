@@ -414,6 +414,29 @@ mod tests {
     }
 
     #[test]
+    fn the_decision_cache_reuses_its_key_buffer_without_mixing_requests() {
+        // Lookups write their key into the thread's scratch buffer: a long key
+        // (over the size the buffer is kept at) then a short one, alternately,
+        // must each be evaluated once and then found.
+        let e = engine(r#"@id("no-long") forbid (principal, action, resource) when { context.path like "/repos/aaaa*" };"#);
+        let r = route(false);
+        let long_path = format!("/repos/{}", "a".repeat(crate::scratch::KEPT_BYTES));
+        let long_url = format!("https://api.github.com{long_path}");
+        let short = req("GET", &r);
+        let long = AuthzRequest { path: &long_path, url: &long_url, ..short.clone() };
+        let calls = std::cell::Cell::new(0);
+        for q in [&long, &short, &long, &short, &short] {
+            let d = e.decisions.get_or_evaluate(q, || {
+                calls.set(calls.get() + 1);
+                e.evaluate(q)
+            });
+            assert_eq!(*d, e.evaluate(q));
+        }
+        assert_eq!(calls.get(), 2, "each request is evaluated once, then served from the cache");
+        assert!(!e.authorize(&long).allowed && e.authorize(&short).allowed);
+    }
+
+    #[test]
     fn forbid_beats_permit() {
         let e = engine(r#"@id("no-app-reads") forbid (principal, action, resource) when { context.path like "/repos/acme/app*" };"#);
         let r = route(false);

@@ -16,9 +16,15 @@
 //! The cache belongs to one policy set (it lives inside the engine), so a
 //! reload starts with an empty one and never serves a decision made by the
 //! old set. It is bounded in entries; eviction only costs a re-evaluation.
+//!
+//! A lookup writes the key into the thread's scratch buffer
+//! ([`crate::scratch`]), so a hit (the usual case: two lookups per request,
+//! the authorization and the risk pass) allocates nothing; only a miss copies
+//! the key into the cache.
 
 use crate::authz::{AuthzDecision, AuthzRequest};
 use crate::fast_hash::FastState;
+use crate::scratch::with_scratch;
 use cedar_policy::PolicySet;
 use moka::sync::Cache;
 use std::sync::Arc;
@@ -108,8 +114,16 @@ impl DecisionCache {
     /// The exact key of `r`: every input, each length-prefixed so that no two
     /// different requests encode alike.
     pub fn key(&self, r: &AuthzRequest<'_>) -> Box<[u8]> {
+        let mut k = Vec::new();
+        self.write_key(r, &mut k);
+        k.into_boxed_slice()
+    }
+
+    /// Write the key of `r` into `k`, replacing what it held.
+    fn write_key(&self, r: &AuthzRequest<'_>, k: &mut Vec<u8>) {
         let strings = [r.tenant, r.agent, r.method, &r.route.name, r.url, r.host, r.path, r.query];
-        let mut k = Vec::with_capacity(strings.iter().map(|s| s.len() + 4).sum::<usize>() + 40);
+        k.clear();
+        k.reserve(strings.iter().map(|s| s.len() + 4).sum::<usize>() + 25);
         for s in strings {
             k.extend_from_slice(&(s.len() as u32).to_le_bytes());
             k.extend_from_slice(s.as_bytes());
@@ -122,15 +136,22 @@ impl DecisionCache {
         if self.uses.now {
             k.extend_from_slice(&r.now.to_le_bytes());
         }
-        k.into_boxed_slice()
+    }
+
+    /// The cached decision for `r`, or on a miss its key, to insert under.
+    fn lookup(&self, r: &AuthzRequest<'_>) -> Result<Arc<AuthzDecision>, Box<[u8]>> {
+        with_scratch(|key| {
+            self.write_key(r, key);
+            self.cache.get(key.as_slice()).ok_or_else(|| Box::from(key.as_slice()))
+        })
     }
 
     /// The cached decision for `r`, or `evaluate()`'s, which is then cached.
     pub fn get_or_evaluate(&self, r: &AuthzRequest<'_>, evaluate: impl FnOnce() -> AuthzDecision) -> Arc<AuthzDecision> {
-        let key = self.key(r);
-        if let Some(hit) = self.cache.get(&key) {
-            return hit;
-        }
+        let key = match self.lookup(r) {
+            Ok(hit) => return hit,
+            Err(key) => key,
+        };
         let d = Arc::new(evaluate());
         self.cache.insert(key, d.clone());
         d

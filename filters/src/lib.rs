@@ -14,6 +14,7 @@
 //! - [`policy_slice`]: per request, the policies that can apply (only those
 //!   are evaluated).
 //! - [`sanitize`]: the streaming response sanitizer (secrets, invisible Unicode).
+//! - [`scratch`]: a per-thread buffer for the request path's temporary bytes.
 //!
 //! The proxy crate wires these into pingora's phases; see `proxy/src/gateway.rs`.
 
@@ -23,4 +24,5 @@ pub mod fast_hash;
 pub mod normalize;
 pub mod policy_slice;
 pub mod sanitize;
+pub mod scratch;
 pub mod ucan;

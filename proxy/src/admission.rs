@@ -30,8 +30,7 @@ pub struct RequestView<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub host: Option<&'a str>,
-    /// All `Authorization` header values.
-    pub authorization: &'a [&'a [u8]],
+    pub authorization: Authorization<'a>,
     /// The `ucans` header values joined with commas (None when absent).
     pub ucans: Option<&'a str>,
     /// False when a `ucans` value was not visible ASCII.
@@ -39,6 +38,26 @@ pub struct RequestView<'a> {
     /// True when the request target was absolute-form or authority-form.
     pub absolute_form: bool,
     pub now: u64,
+}
+
+/// The request's `Authorization` headers, as far as admission reads them.
+#[derive(Clone, Copy)]
+pub enum Authorization<'a> {
+    Missing,
+    One(&'a [u8]),
+    /// More than one: refused, whatever they hold.
+    Several,
+}
+
+impl<'a> Authorization<'a> {
+    /// From all of the request's `Authorization` values.
+    pub fn of(mut values: impl Iterator<Item = &'a [u8]>) -> Self {
+        match (values.next(), values.next()) {
+            (None, _) => Authorization::Missing,
+            (Some(one), None) => Authorization::One(one),
+            (Some(_), Some(_)) => Authorization::Several,
+        }
+    }
 }
 
 /// What later phases need to forward an admitted request.
@@ -83,11 +102,13 @@ fn token_refusal(reason: Reason, detail: &'static str) -> Refusal {
 }
 
 /// The bearer token from the `Authorization` values.
-fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, Refusal> {
-    let raw = match values {
-        [] => return Err(token_refusal(Reason::TokenMissing, "send the invocation UCAN as Authorization: Bearer <token>")),
-        [one] => *one,
-        _ => return Err(token_refusal(Reason::TokenMalformed, "more than one Authorization header")),
+fn bearer(authorization: Authorization<'_>) -> Result<&str, Refusal> {
+    let raw = match authorization {
+        Authorization::Missing => {
+            return Err(token_refusal(Reason::TokenMissing, "send the invocation UCAN as Authorization: Bearer <token>"))
+        }
+        Authorization::One(one) => one,
+        Authorization::Several => return Err(token_refusal(Reason::TokenMalformed, "more than one Authorization header")),
     };
     let text = std::str::from_utf8(raw).map_err(|_| token_refusal(Reason::TokenMalformed, "the Authorization header is not ASCII"))?;
     let (scheme, token) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
@@ -111,23 +132,33 @@ pub fn admit(state: &GatewayState, req: &RequestView<'_>) -> Decision {
         cache_hit: None,
         result: Err(Refusal::new(500, "internal", "admission did not run")),
     };
-    d.result = admit_inner(state, req, &mut d);
+    match normalized_path(req) {
+        Ok(path) => {
+            d.result = admit_inner(state, req, &path, &mut d);
+            d.path = Some(path);
+        }
+        Err(refusal) => d.result = Err(refusal),
+    }
     d
 }
 
-fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) -> Result<Admitted, Refusal> {
+/// Steps 0 and 1's first half: the method, the request target's form, and
+/// the normalised path.
+fn normalized_path(req: &RequestView<'_>) -> Result<String, Refusal> {
     if !matches!(req.method, "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" | "PATCH" | "DELETE") {
         return Err(Refusal::new(405, "method_not_allowed", "only GET, HEAD, OPTIONS, POST, PUT, PATCH and DELETE are proxied"));
     }
     if req.absolute_form {
         return Err(Refusal::new(400, "bad_path", "the request target must be an origin-form path"));
     }
-    let path = normalize_path(req.path).map_err(|e| Refusal::new(400, "bad_path", e.explain()))?;
-    d.path = Some(path.clone());
+    normalize_path(req.path).map_err(|e| Refusal::new(400, "bad_path", e.explain()))
+}
+
+fn admit_inner(state: &GatewayState, req: &RequestView<'_>, path: &str, d: &mut Decision) -> Result<Admitted, Refusal> {
     if req.query.is_some_and(|q| q.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b'#')) {
         return Err(Refusal::new(400, "bad_path", "the query contains a byte that is not allowed"));
     }
-    let route = state.routes.find(&path, req.host).ok_or_else(|| Refusal::new(404, "no_route", "no route matches this path"))?.clone();
+    let route = state.routes.find(path, req.host).ok_or_else(|| Refusal::new(404, "no_route", "no route matches this path"))?.clone();
     d.route = Some(route.clone());
 
     let token = bearer(req.authorization)?;
@@ -143,7 +174,7 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, d: &mut Decision) ->
         return Err(Refusal::new(401, "revoked", "a token or issuer of this chain has been revoked"));
     }
 
-    let upstream_path = route.upstream_path(&path);
+    let upstream_path = route.upstream_path(path);
     let up = &route.upstream;
     let granted = chain.invocation.capabilities.iter().any(|c| c.allows(req.method, up.scheme, &up.host, up.port, &upstream_path));
     if !granted {

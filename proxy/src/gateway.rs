@@ -13,7 +13,7 @@
 //! | `fail_to_proxy` | Errors after admission (upstream unreachable, bad request) become JSON refusals too. |
 //! | `logging` | Clear the cork (the response is written), then one audit event ([`crate::audit`]), metrics and one structured log line for every request, whatever its outcome. |
 
-use crate::admission::{self, RequestView};
+use crate::admission::{self, Authorization, RequestView};
 use crate::refusal::Refusal;
 use crate::response_cork::CorkCandidate;
 use crate::response_framing::{ReplyFraming, ReplyFramingBuilder};
@@ -137,7 +137,6 @@ impl ProxyHttp for Gateway {
         }
         let decision = {
             let req = session.req_header();
-            let auth: Vec<&[u8]> = req.headers.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes()).collect();
             // Several `ucans` fields are one comma-separated list (RFC 9110 §5.3).
             let mut ucans_values = req.headers.get_all("ucans").iter();
             let joined;
@@ -158,7 +157,7 @@ impl ProxyHttp for Gateway {
                 path: req.uri.path(),
                 query: req.uri.query(),
                 host,
-                authorization: &auth,
+                authorization: Authorization::of(req.headers.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes())),
                 ucans,
                 ucans_valid,
                 absolute_form: !session.is_http2() && (req.uri.authority().is_some() || req.raw_path().first() != Some(&b'/')),
@@ -207,8 +206,9 @@ impl ProxyHttp for Gateway {
         let route = ctx.route.as_ref().ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
         let up = &route.upstream;
         let addr = crate::resolve::upstream_addr(&self.state.dns, &up.host, up.port).await?;
-        let sni = up.host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let tls = up.scheme == capgate_filters::ucan::Scheme::Https;
+        // SNI is a TLS field: a plain-HTTP peer has none to copy.
+        let sni = if tls { up.host.trim_start_matches('[').trim_end_matches(']').to_owned() } else { String::new() };
         let mut peer = HttpPeer::new(addr, tls, sni);
         peer.options.connection_timeout = Some(self.state.connect_timeout);
         peer.options.total_connection_timeout = Some(self.state.connect_timeout);

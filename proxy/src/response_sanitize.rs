@@ -23,6 +23,7 @@ use bytes::Bytes;
 use capgate_filters::sanitize::content_type::{classify, BodyKind};
 use capgate_filters::sanitize::decode::{Decoder, Encoding};
 use capgate_filters::sanitize::{SanitizeCounts, SanitizeStream, Sanitizer};
+use capgate_filters::scratch::with_scratch;
 use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -159,8 +160,7 @@ pub fn plan(
         return Ok((BodyHandling::None, None));
     }
     let no_body = method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
-    let ct = resp.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let kind = classify(ct.as_deref());
+    let kind = classify(resp.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
     if kind == BodyKind::Binary {
         if binary == BinaryPolicy::Block && !no_body {
             let r = Refusal::new(502, "binary_blocked", "the upstream sent a non-text body and binary bodies are blocked");
@@ -168,8 +168,7 @@ pub fn plan(
         }
         return Ok((if no_body { BodyHandling::None } else { BodyHandling::Pass }, None));
     }
-    let enc = resp.headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
-    let encoding = match Encoding::parse(enc.as_deref()) {
+    let encoding = match Encoding::parse(resp.headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("\u{0}"))) {
         Ok(e) => e,
         Err(_) => {
             let r = Refusal::new(502, "unsanitizable_encoding", "the upstream body uses a content encoding capgate cannot decode");
@@ -192,6 +191,15 @@ pub fn plan(
     Ok((BodyHandling::Sanitize { decoder, stream: Box::new(SanitizeStream::new(sanitizer.clone())) }, None))
 }
 
+/// What sanitizing one chunk gave.
+enum Sanitized {
+    /// Bytes equal to the chunk's: it goes on as it is.
+    Unchanged,
+    /// Nothing to send yet (held back, or all removed).
+    Nothing,
+    Changed(Bytes),
+}
+
 /// Transform one body chunk in place.
 pub fn filter_chunk(handling: &mut BodyHandling, body: &mut Option<Bytes>, end: bool) -> Result<()> {
     match handling {
@@ -202,24 +210,86 @@ pub fn filter_chunk(handling: &mut BodyHandling, body: &mut Option<Bytes>, end: 
         }
         BodyHandling::Sanitize { decoder, stream } => {
             let chunk: &[u8] = body.as_deref().unwrap_or(&[]);
-            let mut out = Vec::with_capacity(chunk.len() + 64);
             let fail = |_| Error::explain(ErrorType::Custom(UNSANITIZABLE_BODY), "the upstream body could not be decoded");
-            match decoder {
-                Some(d) => {
-                    let mut decoded = Vec::with_capacity(chunk.len() * 4);
-                    d.push(chunk, &mut decoded).map_err(fail)?;
-                    if end {
-                        d.finish(&mut decoded).map_err(fail)?;
-                        stream.push_last(&decoded, &mut out);
-                    } else {
-                        stream.push(&decoded, &mut out);
+            // The output goes to the thread's scratch buffer; a chunk that
+            // comes out as it went in is sent as it is, with no copy.
+            let sanitized = with_scratch(|out| -> Result<Sanitized> {
+                out.reserve(chunk.len() + 64);
+                match decoder {
+                    Some(d) => {
+                        let mut decoded = Vec::with_capacity(chunk.len() * 4);
+                        d.push(chunk, &mut decoded).map_err(fail)?;
+                        if end {
+                            d.finish(&mut decoded).map_err(fail)?;
+                            stream.push_last(&decoded, out);
+                        } else {
+                            stream.push(&decoded, out);
+                        }
                     }
+                    None if end => stream.push_last(chunk, out),
+                    None => stream.push(chunk, out),
                 }
-                None if end => stream.push_last(chunk, &mut out),
-                None => stream.push(chunk, &mut out),
+                Ok(if out.is_empty() {
+                    Sanitized::Nothing
+                } else if out.as_slice() == chunk {
+                    Sanitized::Unchanged
+                } else {
+                    Sanitized::Changed(Bytes::copy_from_slice(out))
+                })
+            })?;
+            match sanitized {
+                Sanitized::Unchanged => {}
+                Sanitized::Nothing => *body = None,
+                Sanitized::Changed(b) => *body = Some(b),
             }
-            *body = if out.is_empty() { None } else { Some(Bytes::from(out)) };
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sanitizing() -> BodyHandling {
+        let s = Arc::new(Sanitizer::new(["vault-echo-secret-value-42"]).expect("sanitizer"));
+        BodyHandling::Sanitize { decoder: None, stream: Box::new(SanitizeStream::new(s)) }
+    }
+
+    #[test]
+    fn a_clean_chunk_goes_on_as_it_is_and_a_dirty_one_is_replaced() {
+        let clean = Bytes::from_static(b"{\"ok\":true,\"items\":[1,2,3]}");
+        let mut body = Some(clean.clone());
+        filter_chunk(&mut sanitizing(), &mut body, true).expect("filters");
+        let out = body.expect("a body");
+        assert_eq!(out, clean);
+        assert_eq!(out.as_ptr(), clean.as_ptr(), "the unchanged chunk is not copied");
+
+        let mut body = Some(Bytes::from_static(b"{\"echo\":\"vault-echo-secret-value-42\",\"zw\":\"a\xe2\x80\x8bb\"}"));
+        filter_chunk(&mut sanitizing(), &mut body, true).expect("filters");
+        let out = String::from_utf8(body.expect("a body").to_vec()).expect("utf-8");
+        assert!(!out.contains("vault-echo-secret-value-42") && out.contains("[REDACTED"), "{out}");
+        assert!(out.contains("\"ab\""), "the zero-width space is removed: {out}");
+
+        // Nothing produced (an empty last chunk) sends nothing.
+        let mut body = Some(Bytes::new());
+        filter_chunk(&mut sanitizing(), &mut body, true).expect("filters");
+        assert!(body.is_none());
+    }
+
+    #[test]
+    fn chunks_held_back_and_released_keep_every_byte() {
+        // A chunk ending inside a possible secret is held back (not equal to
+        // what came in), and released with the next.
+        let mut h = sanitizing();
+        let mut first = Some(Bytes::from_static(b"{\"a\":\"vault-echo-sec"));
+        filter_chunk(&mut h, &mut first, false).expect("filters");
+        let mut last = Some(Bytes::from_static(b"ret-value-42 and more\"}"));
+        filter_chunk(&mut h, &mut last, true).expect("filters");
+        let mut all = first.map(|b| b.to_vec()).unwrap_or_default();
+        all.extend_from_slice(&last.expect("the rest"));
+        let all = String::from_utf8(all).expect("utf-8");
+        assert!(all.starts_with("{\"a\":\"") && all.ends_with(" and more\"}"), "{all}");
+        assert!(!all.contains("vault-echo-secret-value-42"), "{all}");
     }
 }

@@ -73,21 +73,29 @@ pub fn rewrite(req: &mut RequestHeader, route: &Route, credential: &Secret, targ
         req.remove_header(name);
     }
 
+    req.insert_header(route.inject_header.clone(), credential_value(route, credential)?)?;
+    req.insert_header(header::HOST, route.authority.as_str())?;
+    // A `&'static str` name is taken as it is; a `HeaderName` would be copied
+    // once more for its letter case.
+    req.insert_header(crate::gateway::REQUEST_ID_HEADER, request_id)?;
+    let uri: http::Uri = target.parse().map_err(|_| Error::explain(ErrorType::InternalError, "the upstream target is not a valid URI"))?;
+    req.set_uri(uri);
+    Ok(())
+}
+
+/// The injected header's value: the route's format around the credential,
+/// marked sensitive. It is built in a buffer of exactly its size, which the
+/// value then owns (no second copy of the secret).
+fn credential_value(route: &Route, credential: &Secret) -> Result<HeaderValue> {
     let secret = credential.expose();
     let mut value = Vec::with_capacity(route.inject_prefix.len() + secret.len() + route.inject_suffix.len());
     value.extend_from_slice(route.inject_prefix.as_bytes());
     value.extend_from_slice(secret.as_bytes());
     value.extend_from_slice(route.inject_suffix.as_bytes());
-    let mut hv = HeaderValue::from_bytes(&value)
+    let mut hv = HeaderValue::from_maybe_shared(bytes::Bytes::from(value))
         .map_err(|_| Error::explain(ErrorType::InternalError, "the credential is not a valid header value"))?;
-    zeroize::Zeroize::zeroize(&mut value);
     hv.set_sensitive(true);
-    req.insert_header(route.inject_header.clone(), hv)?;
-    req.insert_header(header::HOST, route.authority.as_str())?;
-    req.insert_header(HeaderName::from_static(crate::gateway::REQUEST_ID_HEADER), request_id)?;
-    let uri: http::Uri = target.parse().map_err(|_| Error::explain(ErrorType::InternalError, "the upstream target is not a valid URI"))?;
-    req.set_uri(uri);
-    Ok(())
+    Ok(hv)
 }
 
 /// Whether the agent's header `name` is removed (the module docs list why).

@@ -15,8 +15,8 @@ pub fn classify(content_type: Option<&str>) -> BodyKind {
     let Some(ct) = content_type else {
         return BodyKind::Text;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let (ty, sub) = essence.split_once('/').unwrap_or((essence.as_str(), ""));
+    let essence = lowercase(ct.split(';').next().unwrap_or("").trim());
+    let (ty, sub) = essence.split_once('/').unwrap_or((&essence, ""));
     let text = ty == "text"
         || sub == "json"
         || sub.ends_with("+json")
@@ -35,6 +35,16 @@ pub fn classify(content_type: Option<&str>) -> BodyKind {
         BodyKind::Text
     } else {
         BodyKind::Binary
+    }
+}
+
+/// `s` in ASCII lower case, copied only when it has an upper-case letter
+/// (media types and codings almost never do; this runs on every response).
+pub(crate) fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
     }
 }
 

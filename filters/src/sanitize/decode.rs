@@ -38,7 +38,7 @@ impl Encoding {
         let Some(v) = value else {
             return Ok(Encoding::Identity);
         };
-        match v.trim().to_ascii_lowercase().as_str() {
+        match &*super::content_type::lowercase(v.trim()) {
             "" | "identity" => Ok(Encoding::Identity),
             "gzip" | "x-gzip" => Ok(Encoding::Gzip),
             "deflate" => Ok(Encoding::Deflate),
