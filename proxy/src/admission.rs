@@ -87,8 +87,9 @@ pub struct Decision {
     /// The normalised request path (no query), once it normalised.
     pub path: Option<String>,
     pub chain: Option<Arc<VerifiedChain>>,
-    /// The authz policies that decided (also those of an admitted request).
-    pub policy_ids: Arc<[String]>,
+    /// The authz policies that decided (also those of an admitted request);
+    /// None before Cedar ran.
+    pub policy_ids: Option<Arc<[String]>>,
     pub cache_hit: Option<bool>,
     pub result: Result<Admitted, Refusal>,
 }
@@ -128,7 +129,7 @@ pub fn admit(state: &GatewayState, req: &RequestView<'_>) -> Decision {
         route: None,
         path: None,
         chain: None,
-        policy_ids: Arc::new([]),
+        policy_ids: None,
         cache_hit: None,
         result: Err(Refusal::new(500, "internal", "admission did not run")),
     };
@@ -199,7 +200,7 @@ fn admit_inner(state: &GatewayState, req: &RequestView<'_>, path: &str, d: &mut 
         now: req.now,
     };
     let decision = engine.authorize(&areq);
-    d.policy_ids = decision.policy_ids.clone();
+    d.policy_ids = Some(decision.policy_ids.clone());
     // Risk pass: only `cosigned` (set here, never from the request) can
     // release a high-stakes request.
     let risk_engine = state.risk.load();

@@ -46,7 +46,8 @@ pub struct RequestCtx {
     pub credential: Option<Arc<Secret>>,
     /// The tenant's sanitizer, from the same vault snapshot as `credential`.
     pub sanitizer: Option<Arc<capgate_filters::sanitize::Sanitizer>>,
-    pub policy_ids: Arc<[String]>,
+    /// The authz policies that decided; None before Cedar ran.
+    pub policy_ids: Option<Arc<[String]>>,
     /// Set when capgate refused or failed the request: (status, code).
     pub refused: Option<(u16, &'static str)>,
     /// (cosigner CID, approver DID) when an approval released the request.
@@ -81,9 +82,9 @@ async fn write_refusal(session: &mut Session, ctx: &mut RequestCtx, refusal: &Re
     }
     let body = Bytes::from(refusal.body(&ctx.request_id));
     let mut resp = ResponseHeader::build(refusal.status, Some(4))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"))?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    resp.insert_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"))?;
     resp.insert_header(REQUEST_ID_HEADER, ctx.request_id.as_str())?;
     if let Some(secs) = refusal.retry_after {
         resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
@@ -119,7 +120,7 @@ impl ProxyHttp for Gateway {
             upstream_target: String::new(),
             credential: None,
             sanitizer: None,
-            policy_ids: Arc::new([]),
+            policy_ids: None,
             refused: None,
             cosigner: None,
             body: crate::response_sanitize::BodyHandling::None,
@@ -382,7 +383,7 @@ impl ProxyHttp for Gateway {
             path: ctx.path.as_deref().map(Borrowed),
             decision: Borrowed(decision),
             reason: Borrowed(reason),
-            policy_ids: Borrowed(&ctx.policy_ids[..]),
+            policy_ids: Borrowed(ctx.policy_ids.as_deref().unwrap_or_default()),
             upstream_status: if ctx.refused.is_none() && status > 0 { Some(status) } else { None },
             bytes_in: session.as_downstream().body_bytes_read() as u64,
             bytes_out: session.as_downstream().body_bytes_sent() as u64,
@@ -401,7 +402,7 @@ impl ProxyHttp for Gateway {
             tenant = ctx.chain.as_ref().map(|c| &*c.tenant).unwrap_or("-"),
             agent = ctx.chain.as_ref().map(|c| c.agent()).unwrap_or("-"),
             token_cid = token_cid.as_deref().unwrap_or(""),
-            policies = %ctx.policy_ids.join(","),
+            policies = %ctx.policy_ids.as_deref().unwrap_or_default().join(","),
             redactions = %redactions,
             cosigner_cid = ctx.cosigner.as_ref().map(|c| c.0.as_str()).unwrap_or("-"),
             approver = ctx.cosigner.as_ref().map(|c| c.1.as_str()).unwrap_or("-"),

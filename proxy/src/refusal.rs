@@ -5,13 +5,15 @@
 //! policy ids). It never contains a token, a secret or any value the agent sent.
 
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// A refusal, before it is written.
 #[derive(Debug, Clone)]
 pub struct Refusal {
     pub status: u16,
     pub code: &'static str,
-    pub reason: String,
+    /// Most reasons are fixed sentences, held without a copy.
+    pub reason: Cow<'static, str>,
     /// Extra fields some refusals carry (step-up: approval id, action, …).
     /// Boxed: rare, and it keeps `Result<_, Refusal>` small on the hot path.
     pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
@@ -20,7 +22,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    pub fn new(status: u16, code: &'static str, reason: impl Into<String>) -> Self {
+    pub fn new(status: u16, code: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
         Refusal { status, code, reason: reason.into(), extra: None, retry_after: None }
     }
 

@@ -136,9 +136,9 @@ fn replace_with(resp: &mut ResponseHeader, refusal: &Refusal, request_id: &str) 
     for n in names {
         resp.remove_header(&n);
     }
-    resp.insert_header(header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+    resp.insert_header(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))?;
     Ok(BodyHandling::Replace(Some(body)))
 }
 
@@ -185,7 +185,7 @@ pub fn plan(
     // Without a length, HTTP/1.1 needs chunked framing to keep the
     // connection alive (HTTP/1.0 falls back to close-delimited; h2 frames).
     if chunked_ok {
-        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+        resp.insert_header(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"))?;
     }
     let decoder = Decoder::new(encoding).map_err(|_| Error::explain(ErrorType::InternalError, "decoder"))?.map(Box::new);
     Ok((BodyHandling::Sanitize { decoder, stream: Box::new(SanitizeStream::new(sanitizer.clone())) }, None))

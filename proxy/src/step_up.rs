@@ -54,7 +54,7 @@ pub async fn release(state: &GatewayState, session: &mut Session, ctx: &mut Requ
         return match state.approvals.consume(&id, &chain.tenant, &digest, now) {
             Ok(a) => {
                 ctx.cosigner = a.cosigner_cid.zip(a.approver);
-                ctx.policy_ids = step.policy_ids_if_cosigned.clone();
+                ctx.policy_ids = Some(step.policy_ids_if_cosigned.clone());
                 Ok(None)
             }
             Err(why) => Ok(Some(Refusal::new(403, "approval_invalid", why))),
@@ -83,7 +83,7 @@ pub async fn release(state: &GatewayState, session: &mut Session, ctx: &mut Requ
                     return match state.approvals.consume(&approval.id, &chain.tenant, &digest, unix_now()) {
                         Ok(a) => {
                             ctx.cosigner = a.cosigner_cid.zip(a.approver);
-                            ctx.policy_ids = step.policy_ids_if_cosigned.clone();
+                            ctx.policy_ids = Some(step.policy_ids_if_cosigned.clone());
                             Ok(None)
                         }
                         Err(why) => Ok(Some(Refusal::new(403, "approval_invalid", why))),
