@@ -43,8 +43,9 @@ Modes:
               fresh-token case here.
   instructions  valgrind --tool=callgrind: instructions per request of
               nginx (one process: master_process off, one worker), the
-              passthrough and capgate (reused token, audit off and on),
-              from sequential requests on one keep-alive connection; each
+              passthrough and capgate (reused token, audit off and on; a
+              fresh token per request, replay protection on), from
+              sequential requests on one keep-alive connection; each
               target runs twice (--cg-requests and 3x as many) and the
               difference is divided by the extra requests, so start-up and
               shutdown cancel. Instruction counts hardly depend on what else
@@ -582,11 +583,12 @@ FREE = {"free", "cfree", "mi_free", "mi_free_size", "mi_free_aligned", "mi_free_
 ALLOCATOR_INTERNAL = re.compile(r"^(_?mi_|_int_|__libc_|_mid_|__posix_memalign|sysmalloc|tcache|malloc|calloc|realloc|free|cfree)")
 
 
-def callgrind_allocator_calls(lines):
-    """(allocations, reallocations, frees) the program asked its allocator
-    for, counted from
-    a callgrind output's call records (`fn=` caller, `cfn=` callee, `calls=`
-    count; names are compressed to `(id)` after their first use)."""
+def callgrind_calls(lines):
+    """(caller, callee, calls, inclusive instructions) for each call record
+    of a callgrind output: `fn=` names the caller, `cfn=` the callee,
+    `calls=` the count, and the line after it the position and the
+    instructions spent in those calls. Names are compressed to `(id)` after
+    their first use; a glibc symbol version (`free@GLIBC_2.2.5`) is cut."""
     names = {}
 
     def name(field):
@@ -597,22 +599,47 @@ def callgrind_allocator_calls(lines):
             names[m.group(1)] = m.group(2)
         return names.get(m.group(1), "")
 
-    allocs = reallocs = frees = 0
     caller = callee = ""
+    pending = None
     for line in lines:
-        if line.startswith("fn="):
+        if pending is not None:
+            fields = line.split()
+            yield caller, callee, pending, int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+            pending = None
+        elif line.startswith("fn="):
             caller = name(line[3:])
         elif line.startswith("cfn="):
             callee = name(line[4:]).split("@", 1)[0]
-        elif line.startswith("calls=") and not ALLOCATOR_INTERNAL.match(caller):
-            n = int(line[6:].split()[0])
-            if callee in ALLOCATE:
-                allocs += n
-            elif callee in REALLOCATE:
-                reallocs += n
-            elif callee in FREE:
-                frees += n
+        elif line.startswith("calls="):
+            pending = int(line[6:].split()[0])
+
+
+def callgrind_allocator_calls(lines):
+    """(allocations, reallocations, frees) the program asked its allocator
+    for, from a callgrind output's call records ([`callgrind_calls`])."""
+    allocs = reallocs = frees = 0
+    for caller, callee, n, _ in callgrind_calls(lines):
+        if ALLOCATOR_INTERNAL.match(caller):
+            continue
+        if callee in ALLOCATE:
+            allocs += n
+        elif callee in REALLOCATE:
+            reallocs += n
+        elif callee in FREE:
+            frees += n
     return allocs, reallocs, frees
+
+
+# Ed25519 and its curve arithmetic (signature checks, did:key decoding, the
+# audit's root signatures), by crate path.
+ED25519 = re.compile(r"^<?&?(ed25519_dalek|curve25519_dalek)::")
+
+
+def callgrind_inclusive(lines, pattern):
+    """Instructions spent in calls into functions matching `pattern` from
+    functions that do not match (so calls among them count once), from a
+    callgrind output's call records."""
+    return sum(cost for caller, callee, _, cost in callgrind_calls(lines) if pattern.match(callee) and not pattern.match(caller))
 
 
 # glibc copies and fills blocks above a few KiB with `rep movsb` / `rep
@@ -627,7 +654,7 @@ NO_REP_STRINGS = "glibc.cpu.x86_rep_movsb_threshold=4294967295:glibc.cpu.x86_rep
 def callgrind_run(b, name, n):
     """Start `name` under callgrind, send n sequential requests on one
     keep-alive connection, stop it, and return its instruction total and its
-    (allocations, reallocations, frees)."""
+    (allocations, reallocations, frees, Ed25519 instructions)."""
     import http.client
     out = os.path.join(b.tmp, f"callgrind-{name}-{n}.out")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
@@ -643,10 +670,15 @@ def callgrind_run(b, name, n):
         p = start(vg + [b.bins["capgate"], "serve", "--config", b.confs[name]], env=env, log=b.log)
     wait_port(port, timeout=300)
     # Mint after the port is up: invocations live 55 s and start-up under
-    # valgrind is slow.
-    headers = dict(h.split(": ", 1) for h in token_headers(b.tokens(1))) if name.startswith("capgate") else {}
+    # valgrind is slow. capgate-fresh sends each of n invocations once
+    # (replay protection on), the others one invocation n times.
+    invocations = []
+    if name.startswith("capgate"):
+        with open(b.tokens(n if name == "capgate-fresh" else 1)) as f:
+            ucans, invocations = f.readline().strip(), [t for t in f.read().split() if t]
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for i in range(n):
+        headers = {"authorization": f"Bearer {invocations[i % len(invocations)]}", "ucans": ucans} if invocations else {}
         conn.request("GET", b.path(name), headers=headers)
         r = conn.getresponse()
         r.read()
@@ -659,31 +691,32 @@ def callgrind_run(b, name, n):
     os.killpg(p.pid, {"passthrough": signal.SIGINT, "nginx": signal.SIGQUIT}.get(name, signal.SIGTERM))
     p.wait(timeout=300)
     with open(out, errors="replace") as f:
-        return callgrind_total(out), callgrind_allocator_calls(f)
+        lines = f.readlines()
+    return callgrind_total(out), callgrind_allocator_calls(lines) + (callgrind_inclusive(lines, ED25519),)
 
 
 def instructions(b):
     a = b.a
     n1, n2 = a.cg_requests, 3 * a.cg_requests
-    names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused")
+    names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused", "capgate-fresh")
     per, alloc = {}, {}
     for name in names:
         (t1, c1), (t2, c2) = callgrind_run(b, name, n1), callgrind_run(b, name, n2)
         per[name] = (t2 - t1) / (n2 - n1)
         alloc[name] = [(y - x) / (n2 - n1) for x, y in zip(c1, c2)]
-        print(f"callgrind {name:22s} {t1} instr for {n1} requests, {t2} for {n2}: {per[name]:.0f} per request; allocations, reallocations, frees per request: {', '.join(f'{x:.1f}' for x in alloc[name])}", flush=True)
+        print(f"callgrind {name:22s} {t1} instr for {n1} requests, {t2} for {n2}: {per[name]:.0f} per request; allocations, reallocations, frees, Ed25519 instructions per request: {', '.join(f'{x:.1f}' for x in alloc[name])}", flush=True)
     base, nginx = per["passthrough"], per["nginx"]
     lines = [
         f"**Instructions per request** (valgrind --tool=callgrind, whole process, all threads): sequential GETs on one keep-alive connection, (I({n2}) − I({n1})) / {n2 - n1}. valgrind hides SHA-NI, so the SHA-256 of the token hash and of the audit chain runs in software here and weighs more than on the real CPU. glibc's `rep movsb`/`rep stosb` paths are turned off (GLIBC_TUNABLES), because callgrind counts every byte they move as an instruction.",
         "",
-        "nginx runs as one process (`master_process off`, one worker) with the same proxy settings as in the throughput runs. Allocations, reallocations and frees are the program's calls into its allocator (glibc's for nginx and the passthrough, mimalloc for capgate), from the same callgrind runs, differenced the same way.",
+        "nginx runs as one process (`master_process off`, one worker) with the same proxy settings as in the throughput runs. Allocations, reallocations and frees are the program's calls into its allocator (glibc's for nginx and the passthrough, mimalloc for capgate), from the same callgrind runs, differenced the same way. capgate-fresh sends a new invocation on every request (replay protection on); the Ed25519 column is the instructions spent in ed25519-dalek and curve25519-dalek (the invocation's signature check; a reused token is verified once and then cached, and the audit's root signatures, written on a timer, differ by a few thousand instructions between the two runs, so its row can come out slightly negative, shown as 0).",
         "",
-        "| target | instructions / request | × nginx | × passthrough | added over passthrough | allocations / request | reallocations / request | frees / request |",
-        "|---|---|---|---|---|---|---|---|",
+        "| target | instructions / request | × nginx | × passthrough | added over passthrough | allocations / request | reallocations / request | frees / request | of which Ed25519 / request |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         added = "–" if name == "nginx" else f"{per[name] - base:+.0f}"
-        lines.append(f"| {name} | {per[name]:.0f} | {per[name] / nginx:.2f} | {per[name] / base:.2f} | {added} | {' | '.join(f'{x:.1f}' for x in alloc[name])} |")
+        lines.append(f"| {name} | {per[name]:.0f} | {per[name] / nginx:.2f} | {per[name] / base:.2f} | {added} | {' | '.join(f'{x:.1f}' for x in alloc[name][:3])} | {max(alloc[name][3], 0):.0f} |")
     return lines
 
 

@@ -1,10 +1,11 @@
-"""Unit tests of the harness's callgrind_allocator_calls (the `instructions`
-mode's allocation count), on call records in callgrind's output format. Run
+"""Unit tests of the harness's callgrind_allocator_calls and
+callgrind_inclusive (the `instructions` mode's allocation count and its
+Ed25519 column), on call records in callgrind's output format. Run
 by tests/run.sh: python3 -m unittest discover -s benches/load -p 'test_*.py'."""
 import os, sys, unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import callgrind_allocator_calls  # noqa: E402
+from harness import ED25519, callgrind_allocator_calls, callgrind_inclusive  # noqa: E402
 
 # Two callers and their calls, with callgrind's name compression: a name is
 # spelled out at its first use as `(id) name`, then written as `(id)` alone.
@@ -59,6 +60,43 @@ class AllocatorCalls(unittest.TestCase):
     def test_calls_made_inside_the_allocator_are_not_the_programs(self):
         self.assertEqual(callgrind_allocator_calls((RECORDS + INTERNAL).splitlines()), (8, 2, 6))
         self.assertEqual(callgrind_allocator_calls(INTERNAL.splitlines()), (0, 0, 0))
+
+
+# The proxy calls the signature check twice (700 instructions in all) and a
+# hash once; the check calls into curve arithmetic (already inside the 700),
+# named later by id only; a token parser calls the check once more with a
+# relative position (`+2`).
+SIGNATURES = """\
+fn=(1) capgate::proxy::admit
+cfn=(2) <ed25519_dalek::verifying::VerifyingKey as signature::Verifier>::verify
+calls=2 0x2000
+50 700
+cfn=(3) sha2::sha256::compress256
+calls=1 0x2100
+51 300
+fn=(2)
+cfn=(4) <&curve25519_dalek::field::FieldElement as core::ops::Mul>::mul
+calls=40 0x2200
+60 500
+fn=(5) capgate::token::parse
+cfn=(4)
+calls=1 0x2200
++2 25
+"""
+
+
+class Inclusive(unittest.TestCase):
+    def test_sums_calls_into_the_matching_functions_from_outside_them(self):
+        # 700 from admit, 25 from parse; the check's own call into curve
+        # arithmetic is inside the 700 and not counted again; the hash
+        # does not match.
+        self.assertEqual(callgrind_inclusive(SIGNATURES.splitlines(), ED25519), 725)
+
+    def test_nothing_matching_counts_nothing(self):
+        self.assertEqual(callgrind_inclusive(RECORDS.splitlines(), ED25519), 0)
+
+    def test_the_allocator_count_is_unchanged_by_the_cost_lines(self):
+        self.assertEqual(callgrind_allocator_calls((SIGNATURES + RECORDS).splitlines()), (8, 2, 6))
 
 
 if __name__ == "__main__":
