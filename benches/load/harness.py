@@ -651,6 +651,11 @@ def callgrind_inclusive(lines, pattern):
 NO_REP_STRINGS = "glibc.cpu.x86_rep_movsb_threshold=4294967295:glibc.cpu.x86_rep_stosb_threshold=4294967295"
 
 
+# Invocations live 55 s (tokens.rs): the instructions mode mints again after
+# this many seconds.
+REMINT_AFTER_S = 40
+
+
 def callgrind_run(b, name, n):
     """Start `name` under callgrind, send n sequential requests on one
     keep-alive connection, stop it, and return its instruction total and its
@@ -671,19 +676,33 @@ def callgrind_run(b, name, n):
     wait_port(port, timeout=300)
     # Mint after the port is up: invocations live 55 s and start-up under
     # valgrind is slow. capgate-fresh sends each of n invocations once
-    # (replay protection on), the others one invocation n times.
-    invocations = []
-    if name.startswith("capgate"):
-        with open(b.tokens(n if name == "capgate-fresh" else 1)) as f:
+    # (replay protection on), the others one invocation n times. On a
+    # machine slow enough that the invocations near their expiry, the rest
+    # are minted again (with a new delegation, verified once more: about
+    # 350k instructions per re-mint, spread over the run's requests).
+    invocations, minted = [], 0.0
+
+    def mint(count):
+        nonlocal ucans, invocations, minted
+        with open(b.tokens(count)) as f:
             ucans, invocations = f.readline().strip(), [t for t in f.read().split() if t]
+        minted = time.monotonic()
+
+    ucans = ""
+    if name.startswith("capgate"):
+        mint(n if name == "capgate-fresh" else 1)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    used = 0
     for i in range(n):
-        headers = {"authorization": f"Bearer {invocations[i % len(invocations)]}", "ucans": ucans} if invocations else {}
+        if invocations and time.monotonic() - minted > REMINT_AFTER_S:
+            mint(n - i if name == "capgate-fresh" else 1)
+            used = i
+        headers = {"authorization": f"Bearer {invocations[(i - used) % len(invocations)]}", "ucans": ucans} if invocations else {}
         conn.request("GET", b.path(name), headers=headers)
         r = conn.getresponse()
-        r.read()
+        body = r.read()
         if r.status != 200:
-            raise SystemExit(f"callgrind run of {name}: request {i + 1} got {r.status}")
+            raise SystemExit(f"callgrind run of {name}: request {i + 1} got {r.status}: {body[:200].decode(errors='replace')}")
     conn.close()
     # The passthrough stops at once on SIGINT; capgate drains on SIGTERM
     # (its audit writer commits and writes a last root); nginx without a

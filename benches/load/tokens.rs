@@ -1,6 +1,8 @@
 //! Mints the load harness's tokens: `bench-tokens ROOT.pem AGENT.pem GATEWAY.pem UPSTREAM_URL N OUT`.
 //! Line 1 of OUT is the delegation (the `ucans` header); then N invocations
-//! for `GET UPSTREAM_URL/...`, each with its own nonce, valid 55 s.
+//! for `GET UPSTREAM_URL/...`, each with its own nonce, valid 55 s. Nonces
+//! carry the minting time in nanoseconds, so invocations minted by two runs
+//! never share one (the instructions mode mints again on slow machines).
 
 use capgate_filters::ucan::did::did_key;
 use capgate_filters::ucan::mint::{mint, MintSpec};
@@ -18,7 +20,9 @@ fn main() {
     let (root, agent, gateway) = (key(&a[1]), key(&a[2]), key(&a[3]));
     let up = &a[4];
     let n: usize = a[5].parse().expect("N");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    let now = since_epoch.as_secs();
+    let batch = since_epoch.as_nanos();
     let deleg = mint(
         &root,
         &MintSpec {
@@ -37,7 +41,7 @@ fn main() {
                 audience: did_key(&gateway.verifying_key()),
                 capabilities: vec![(up.clone(), "http/GET".into())],
                 expires: now + 55,
-                nonce: Some(format!("n{i}")),
+                nonce: Some(format!("n{batch:x}-{i}")),
                 proofs: vec![deleg.clone()],
                 ..Default::default()
             },
