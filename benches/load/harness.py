@@ -718,12 +718,12 @@ def instructions(b):
     a = b.a
     n1, n2 = a.cg_requests, 3 * a.cg_requests
     names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused", "capgate-fresh")
-    per, alloc = {}, {}
+    per, counts = {}, {}
     for name in names:
         (t1, c1), (t2, c2) = callgrind_run(b, name, n1), callgrind_run(b, name, n2)
         per[name] = (t2 - t1) / (n2 - n1)
-        alloc[name] = [(y - x) / (n2 - n1) for x, y in zip(c1, c2)]
-        print(f"callgrind {name:22s} {t1} instr for {n1} requests, {t2} for {n2}: {per[name]:.0f} per request; allocations, reallocations, frees, Ed25519 instructions per request: {', '.join(f'{x:.1f}' for x in alloc[name])}", flush=True)
+        counts[name] = [(y - x) / (n2 - n1) for x, y in zip(c1, c2)]
+        print(f"callgrind {name:22s} {t1} instr for {n1} requests, {t2} for {n2}: {per[name]:.0f} per request; allocations, reallocations, frees, Ed25519 instructions per request: {', '.join(f'{x:.1f}' for x in counts[name])}", flush=True)
     base, nginx = per["passthrough"], per["nginx"]
     lines = [
         f"**Instructions per request** (valgrind --tool=callgrind, whole process, all threads): sequential GETs on one keep-alive connection, (I({n2}) − I({n1})) / {n2 - n1}. valgrind hides SHA-NI, so the SHA-256 of the token hash and of the audit chain runs in software here and weighs more than on the real CPU. glibc's `rep movsb`/`rep stosb` paths are turned off (GLIBC_TUNABLES), because callgrind counts every byte they move as an instruction.",
@@ -735,7 +735,7 @@ def instructions(b):
     ]
     for name in names:
         added = "–" if name == "nginx" else f"{per[name] - base:+.0f}"
-        lines.append(f"| {name} | {per[name]:.0f} | {per[name] / nginx:.2f} | {per[name] / base:.2f} | {added} | {' | '.join(f'{x:.1f}' for x in alloc[name][:3])} | {max(alloc[name][3], 0):.0f} |")
+        lines.append(f"| {name} | {per[name]:.0f} | {per[name] / nginx:.2f} | {per[name] / base:.2f} | {added} | {' | '.join(f'{x:.1f}' for x in counts[name][:3])} | {max(counts[name][3], 0):.0f} |")
     return lines
 
 
