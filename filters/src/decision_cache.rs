@@ -111,15 +111,17 @@ impl DecisionCache {
         self.uses
     }
 
-    /// The exact key of `r`: every input, each length-prefixed so that no two
-    /// different requests encode alike.
-    pub fn key(&self, r: &AuthzRequest<'_>) -> Box<[u8]> {
+    /// The exact key of `r` (what [`Self::write_key`] writes), for tests.
+    #[cfg(test)]
+    pub(crate) fn key(&self, r: &AuthzRequest<'_>) -> Box<[u8]> {
         let mut k = Vec::new();
         self.write_key(r, &mut k);
         k.into_boxed_slice()
     }
 
-    /// Write the key of `r` into `k`, replacing what it held.
+    /// Write the exact key of `r` into `k`, replacing what it held: every
+    /// input, each length-prefixed so that no two different requests encode
+    /// alike.
     fn write_key(&self, r: &AuthzRequest<'_>, k: &mut Vec<u8>) {
         let strings = [r.tenant, r.agent, r.method, &r.route.name, r.url, r.host, r.path, r.query];
         k.clear();
