@@ -3,11 +3,11 @@
 
     python3 benches/load/harness.py [--duration 10] [--rounds 3] [--soak 600]
 
-It builds the release binaries, installs wrk, h2load and nginx with apt when
-they are missing, starts the peers and runs five modes (`--modes`; two
-more, syscalls and phases, on request), then prints one markdown report and
-writes it to benches/load/RESULTS.md (a run without all five is printed
-only).
+It builds the release binaries, installs cmake (the build needs it), wrk,
+h2load, nginx and valgrind with apt when they are missing, starts the peers
+and runs five modes (`--modes`; two more, syscalls and phases, on request),
+then prints one markdown report and writes it to benches/load/RESULTS.md (a
+run without all five is printed only).
 
 Targets:
   direct       the upstream itself (benches/load/upstream.rs, hyper)
@@ -89,7 +89,7 @@ def sh(cmd, **kw):
 
 
 def ensure_tools(perf=False):
-    tools = (("wrk", "wrk"), ("nghttp2-client", "h2load"), ("nginx", "nginx"), ("valgrind", "valgrind")) + ((("linux-perf", "perf"),) if perf else ())
+    tools = (("cmake", "cmake"), ("wrk", "wrk"), ("nghttp2-client", "h2load"), ("nginx", "nginx"), ("valgrind", "valgrind")) + ((("linux-perf", "perf"),) if perf else ())
     missing = [p for p, b in tools if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
     if missing:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
@@ -656,6 +656,38 @@ NO_REP_STRINGS = "glibc.cpu.x86_rep_movsb_threshold=4294967295:glibc.cpu.x86_rep
 REMINT_AFTER_S = 40
 
 
+def stop_callgrind_target(p, name, port, timeout=300):
+    """Stop a target running under callgrind and wait for it to exit (callgrind
+    writes its counts then). The passthrough stops at once on SIGINT; capgate
+    drains on SIGTERM (its audit writer commits and writes a last root); nginx
+    without a master exits on SIGQUIT, but only once its event loop comes
+    round: its signal handler sets a flag that the loop checks after
+    `epoll_wait` returns. valgrind delivers a signal at its own scheduling
+    points, not at once, so the flag can (most likely) be set after the
+    loop's check and before nginx blocks in `epoll_wait` again, which then
+    waits for the next event. Seen twice on one freshly set-up machine
+    (2026-12-03), not in 40 tries outside the harness: once nginx was still
+    running 300 s after SIGQUIT, and once it sat in `epoll_wait` for over a
+    minute until a connection to its port woke it, when it exited at once.
+    So while nginx has not exited, it is woken every 5 s by a connection to
+    its port (printed when it happens: its accept adds to nginx's count)."""
+    import socket
+    os.killpg(p.pid, {"passthrough": signal.SIGINT, "nginx": signal.SIGQUIT}.get(name, signal.SIGTERM))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            p.wait(timeout=5 if name == "nginx" else timeout)
+            return
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise SystemExit(f"callgrind run of {name}: still running {timeout} s after it was told to stop")
+        print(f"callgrind run of {name}: not stopped after {timeout - (deadline - time.monotonic()):.0f} s; waking it with a connection", flush=True)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            pass
+
+
 def callgrind_run(b, name, n):
     """Start `name` under callgrind, send n sequential requests on one
     keep-alive connection, stop it, and return its instruction total and its
@@ -704,11 +736,7 @@ def callgrind_run(b, name, n):
         if r.status != 200:
             raise SystemExit(f"callgrind run of {name}: request {i + 1} got {r.status}: {body[:200].decode(errors='replace')}")
     conn.close()
-    # The passthrough stops at once on SIGINT; capgate drains on SIGTERM
-    # (its audit writer commits and writes a last root); nginx without a
-    # master exits gracefully on SIGQUIT.
-    os.killpg(p.pid, {"passthrough": signal.SIGINT, "nginx": signal.SIGQUIT}.get(name, signal.SIGTERM))
-    p.wait(timeout=300)
+    stop_callgrind_target(p, name, port)
     with open(out, errors="replace") as f:
         lines = f.readlines()
     return callgrind_total(out), callgrind_allocator_calls(lines) + (callgrind_inclusive(lines, ED25519),)
