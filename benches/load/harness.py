@@ -676,15 +676,15 @@ def stop_callgrind_target(p, name, port, timeout=300):
     a run that needed no wake)."""
     import socket
     os.killpg(p.pid, {"passthrough": signal.SIGINT, "nginx": signal.SIGQUIT}.get(name, signal.SIGTERM))
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
     while True:
         try:
             p.wait(timeout=5 if name == "nginx" else timeout)
             return
         except subprocess.TimeoutExpired:
-            if time.monotonic() >= deadline:
+            if time.monotonic() - started >= timeout:
                 raise SystemExit(f"callgrind run of {name}: still running {timeout} s after it was told to stop")
-        print(f"callgrind run of {name}: not stopped after {timeout - (deadline - time.monotonic()):.0f} s; waking it with a connection", flush=True)
+        print(f"callgrind run of {name}: not stopped after {time.monotonic() - started:.0f} s; waking it with a connection", flush=True)
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         except OSError:
