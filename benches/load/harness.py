@@ -936,6 +936,22 @@ MODES = {"throughput": throughput, "http2": http2, "latency": latency, "memory":
 DEFAULT_MODES = [m for m in MODES if m not in ("syscalls", "phases")]
 
 
+def run_modes(b, modes, header):
+    """Run each (name, function) mode in turn and return the report's sections,
+    `header` first. A full run takes over ten minutes, so when a mode fails
+    (or the run is interrupted) the sections of the modes before it are
+    printed before the error goes on; RESULTS.md is then left as it is."""
+    sections = [header]
+    for mode, fn in modes:
+        try:
+            sections.append("\n".join(fn(b)))
+        except BaseException:
+            if len(sections) > 1:
+                print(f"\n(the {mode} mode did not finish; what the modes before it measured follows)\n\n" + "\n\n".join(sections), flush=True)
+            raise
+    return sections
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
@@ -972,12 +988,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="capgate-load-")
     try:
         b = Bench(a, bins, tmp)
-        sections = [f"Load harness, {datetime.date.today()}, {os.cpu_count()} cores ({cpu_model()}), everything on 127.0.0.1."]
-        for mode, fn in MODES.items():
-            if mode in a.mode_list:
-                sections.append("\n".join(fn(b)))
-        if a.soak:
-            sections.append("\n".join(soak(b)))
+        modes = [(m, fn) for m, fn in MODES.items() if m in a.mode_list] + ([("soak", soak)] if a.soak else [])
+        sections = run_modes(b, modes, f"Load harness, {datetime.date.today()}, {os.cpu_count()} cores ({cpu_model()}), everything on 127.0.0.1.")
         report = "\n\n".join(sections)
         print("\n" + report)
         # Only a run of all the default modes replaces RESULTS.md; a partial
