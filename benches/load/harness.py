@@ -665,15 +665,11 @@ def stop_callgrind_target(p, name, port, timeout=300):
     `epoll_wait` returns. valgrind delivers a signal at its own scheduling
     points, not at once, so the flag can (most likely) be set after the
     loop's check and before nginx blocks in `epoll_wait` again, which then
-    waits for the next event. Seen on a freshly set-up machine (2026-12-03)
-    in the harness, though not in 40 tries of a standalone script: once
-    nginx was still running 300 s after SIGQUIT, once it sat in
-    `epoll_wait` for over a minute until a connection to its port woke it,
-    when it exited at once, and in the next full run both of its callgrind
-    runs needed that connection. So while nginx has not exited, it is woken
-    every 5 s by a connection to its port (printed when it happens; its
-    count came out at 18,419 instructions per request, against 18,423 from
-    a run that needed no wake)."""
+    waits for the next event (seen on 2026-12-03: over 300 s once). So
+    while nginx has not exited, it is woken every 5 s by a connection to its
+    port, which is printed; the accept it adds is lost in the difference of
+    the two runs (18,419 instructions per request with two wakes, 18,423
+    with none)."""
     import socket
     os.killpg(p.pid, {"passthrough": signal.SIGINT, "nginx": signal.SIGQUIT}.get(name, signal.SIGTERM))
     started = time.monotonic()
