@@ -13,6 +13,9 @@ Targets:
   direct       the upstream itself (benches/load/upstream.rs, hyper)
   nginx        nginx as a plain reverse proxy (its own generated config)
   passthrough  a bare pingora proxy built from benches/load/passthrough.rs
+  hyper-proxy  a bare proxy on tokio and hyper, no pingora
+               (benches/load/hyper_proxy.rs): what a proxy on the same Rust
+               stack pays without pingora
   capgate-reused  capgate, full pipeline, one token reused (replay protection off)
   capgate-reused-noaudit  the same with the audit trail off (audit cost)
   capgate-fresh   capgate, full pipeline, a fresh token per request
@@ -35,15 +38,15 @@ Modes:
   http2       h2load, HTTP/2 with prior knowledge (h2c), --connections in
               flight as --h2-streams concurrent streams on each of
               --connections / --h2-streams connections, interleaved round by
-              round: direct, nginx (its own h2c listener), the passthrough
-              and capgate with a reused token; then each target over
+              round: direct, nginx (its own h2c listener), the passthrough,
+              the hyper proxy and capgate with a reused token; then each target over
               HTTP/1.1 from h2load too (--h1, --connections in flight), for
               an HTTP/2-to-HTTP/1.1 ratio measured with one client. h2load
               sends the same headers on every request, so there is no
               fresh-token case here.
   instructions  valgrind --tool=callgrind: instructions per request of
               nginx (one process: master_process off, one worker), the
-              passthrough and capgate (reused token, audit off and on; a
+              passthrough, the hyper proxy and capgate (reused token, audit off and on; a
               fresh token per request, replay protection on), from
               sequential requests on one keep-alive connection; each
               target runs twice (--cg-requests and 3x as many) and the
@@ -56,14 +59,14 @@ Modes:
               SHA-NI (SHA-256 runs in software).
   syscalls    (not run by default: `--modes syscalls`; needs perf and
               tracepoints, perf_event_paranoid <= 2 as root) wrk against
-              nginx, the passthrough and capgate with a reused token (audit
-              off and on), with `perf stat` counting the server processes'
+              nginx, the passthrough, the hyper proxy and capgate with a
+              reused token (audit off and on), with `perf stat` counting the server processes'
               system calls by name, context switches and wake-ups over the
               wrk run, divided by wrk's requests: which calls each proxy
               makes per request, and how often its threads sleep and wake.
   phases      (not run by default: `--modes phases`; needs perf, as
-              syscalls) bench-rate at --rate against nginx, the passthrough
-              and capgate (reused token with the audit off and on, and a
+              syscalls) bench-rate at --rate against nginx, the passthrough,
+              the hyper proxy and capgate (reused token with the audit off and on, and a
               fresh token per request), with `perf record` on the server's
               socket system calls; each request is cut into the proxy's own
               work before its upstream write, the wait for the upstream's
@@ -79,7 +82,7 @@ import argparse, os, re, shutil, signal, statistics, subprocess, sys, tempfile, 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.join(ROOT, "benches", "load")
-PORTS = {"upstream": 18081, "nginx": 18090, "passthrough": 18091, "capgate": 18092, "capgate_admin": 18093, "nginx_h2c": 18094, "passthrough_cg": 18095, "nginx_cg": 18097}
+PORTS = {"upstream": 18081, "nginx": 18090, "passthrough": 18091, "capgate": 18092, "capgate_admin": 18093, "nginx_h2c": 18094, "passthrough_cg": 18095, "hyper_proxy": 18096, "nginx_cg": 18097, "hyper_proxy_cg": 18098}
 TICK = os.sysconf("SC_CLK_TCK")
 procs = []
 
@@ -98,10 +101,10 @@ def ensure_tools(perf=False):
 
 
 def build():
-    sh(["cargo", "build", "--release", "--bin", "capgate", "--example", "bench-upstream", "--example", "bench-passthrough", "--example", "bench-tokens", "--example", "bench-rate"], cwd=ROOT)
+    sh(["cargo", "build", "--release", "--bin", "capgate", "--example", "bench-upstream", "--example", "bench-passthrough", "--example", "bench-hyper-proxy", "--example", "bench-tokens", "--example", "bench-rate"], cwd=ROOT)
     rel = os.path.join(ROOT, "target", "release")
     return {"capgate": os.path.join(rel, "capgate"), "upstream": os.path.join(rel, "examples", "bench-upstream"),
-            "passthrough": os.path.join(rel, "examples", "bench-passthrough"), "tokens": os.path.join(rel, "examples", "bench-tokens"),
+            "passthrough": os.path.join(rel, "examples", "bench-passthrough"), "hyper-proxy": os.path.join(rel, "examples", "bench-hyper-proxy"), "tokens": os.path.join(rel, "examples", "bench-tokens"),
             "rate": os.path.join(rel, "examples", "bench-rate")}
 
 
@@ -303,7 +306,8 @@ class Bench:
         nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
         self.targets["nginx"] = (start([nginx_bin, "-c", nginx_conf(tmp), "-p", tmp], log=self.log), PORTS["nginx"])
         self.targets["passthrough"] = (start([bins["passthrough"], str(PORTS["passthrough"]), str(PORTS["upstream"]), "2"], log=self.log), PORTS["passthrough"])
-        for name in ("nginx", "passthrough"):
+        self.targets["hyper-proxy"] = (start([bins["hyper-proxy"], str(PORTS["hyper_proxy"]), str(PORTS["upstream"])], log=self.log), PORTS["hyper_proxy"])
+        for name in ("nginx", "passthrough", "hyper-proxy"):
             wait_port(self.targets[name][1])
         self.up_url = f"http://127.0.0.1:{PORTS['upstream']}"
         self.keys = [os.path.join(tmp, f"{k}.pem") for k in ("root", "agent", "gateway")]
@@ -346,7 +350,7 @@ def ratio(med, m, peer):
     return f"{m['rps'] / med[peer]['rps']:.2f}" if peer in med else "–"
 
 
-THROUGHPUT_TARGETS = ("direct", "nginx", "passthrough", "capgate-reused", "capgate-reused-noaudit", "capgate-fresh")
+THROUGHPUT_TARGETS = ("direct", "nginx", "passthrough", "hyper-proxy", "capgate-reused", "capgate-reused-noaudit", "capgate-fresh")
 
 
 def throughput(b):
@@ -399,7 +403,7 @@ def http2(b):
     a = b.a
     streams = a.h2_streams
     conns = a.connections // streams
-    names = ("direct", "nginx", "passthrough", "capgate-reused")
+    names = ("direct", "nginx", "passthrough", "hyper-proxy", "capgate-reused")
     results = {k: [] for k in names}
     h1 = {k: [] for k in names}
     for rnd in range(a.rounds):
@@ -432,7 +436,7 @@ def http2(b):
 
 def latency(b):
     a = b.a
-    names = ("direct", "nginx", "passthrough", "capgate-reused", "capgate-fresh")
+    names = ("direct", "nginx", "passthrough", "hyper-proxy", "capgate-reused", "capgate-fresh")
     results = {k: [] for k in names}
     for rnd in range(a.rounds):
         for name in names:
@@ -508,7 +512,7 @@ def memory(b):
         "| target | RSS before MiB | RSS with idle conns MiB | RSS after load MiB | peak RSS MiB | req/s under load | idle conns still open |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in ("nginx", "passthrough", "capgate-reused"):
+    for name in ("nginx", "passthrough", "hyper-proxy", "capgate-reused"):
         p, port = b.server(name)
         tokfile = b.tokens(1) if name.startswith("capgate") else None
         pids = pids_of(p.pid)
@@ -572,7 +576,7 @@ def callgrind_total(path):
 
 
 # The allocator's entry points, by the name callgrind gives them: glibc's
-# (nginx, the passthrough, the upstream) and mimalloc's (capgate's global
+# (nginx, the passthrough, the hyper proxy, the upstream) and mimalloc's (capgate's global
 # allocator; Rust's `GlobalAlloc` calls the `_aligned` forms).
 ALLOCATE = {"malloc", "calloc", "posix_memalign", "memalign", "aligned_alloc", "valloc",
             "mi_malloc", "mi_zalloc", "mi_calloc", "mi_malloc_aligned", "mi_zalloc_aligned"}
@@ -701,6 +705,9 @@ def callgrind_run(b, name, n):
     elif name == "passthrough":
         port = PORTS["passthrough_cg"]
         p = start(vg + [b.bins["passthrough"], str(port), str(PORTS["upstream"]), "2"], env=env, log=b.log)
+    elif name == "hyper-proxy":
+        port = PORTS["hyper_proxy_cg"]
+        p = start(vg + [b.bins["hyper-proxy"], str(port), str(PORTS["upstream"])], env=env, log=b.log)
     else:
         port = PORTS["capgate"]
         p = start(vg + [b.bins["capgate"], "serve", "--config", b.confs[name]], env=env, log=b.log)
@@ -744,7 +751,7 @@ def callgrind_run(b, name, n):
 def instructions(b):
     a = b.a
     n1, n2 = a.cg_requests, 3 * a.cg_requests
-    names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused", "capgate-fresh")
+    names = ("nginx", "passthrough", "hyper-proxy", "capgate-reused-noaudit", "capgate-reused", "capgate-fresh")
     per, counts = {}, {}
     for name in names:
         (t1, c1), (t2, c2) = callgrind_run(b, name, n1), callgrind_run(b, name, n2)
@@ -755,7 +762,7 @@ def instructions(b):
     lines = [
         f"**Instructions per request** (valgrind --tool=callgrind, whole process, all threads): sequential GETs on one keep-alive connection, (I({n2}) − I({n1})) / {n2 - n1}. valgrind hides SHA-NI, so the SHA-256 of the token hash and of the audit chain runs in software here and weighs more than on the real CPU. glibc's `rep movsb`/`rep stosb` paths are turned off (GLIBC_TUNABLES), because callgrind counts every byte they move as an instruction.",
         "",
-        "nginx runs as one process (`master_process off`, one worker) with the same proxy settings as in the throughput runs. Allocations, reallocations and frees are the program's calls into its allocator (glibc's for nginx and the passthrough, mimalloc for capgate), from the same callgrind runs, differenced the same way. capgate-fresh sends a new invocation on every request (replay protection on); the Ed25519 column is the instructions spent in ed25519-dalek and curve25519-dalek (the invocation's signature check; a reused token is verified once and then cached, and the audit's root signatures, written on a timer, differ by a few thousand instructions between the two runs, so its row can come out slightly negative, shown as 0).",
+        "nginx runs as one process (`master_process off`, one worker) with the same proxy settings as in the throughput runs. Allocations, reallocations and frees are the program's calls into its allocator (glibc's for nginx, the passthrough and the hyper proxy, mimalloc for capgate), from the same callgrind runs, differenced the same way. capgate-fresh sends a new invocation on every request (replay protection on); the Ed25519 column is the instructions spent in ed25519-dalek and curve25519-dalek (the invocation's signature check; a reused token is verified once and then cached, and the audit's root signatures, written on a timer, differ by a few thousand instructions between the two runs, so its row can come out slightly negative, shown as 0).",
         "",
         "| target | instructions / request | × nginx | × passthrough | added over passthrough | allocations / request | reallocations / request | frees / request | of which Ed25519 / request |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -782,7 +789,7 @@ def syscalls(b):
     each proxy under wrk, from perf's tracepoints on the server's processes
     (nginx: master and workers; the upstream and wrk are not counted)."""
     a = b.a
-    names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused")
+    names = ("nginx", "passthrough", "hyper-proxy", "capgate-reused-noaudit", "capgate-reused")
     events = "syscalls:sys_enter_*,sched:sched_switch,sched:sched_wakeup"
     per, rps = {}, {}
     for name in names:
@@ -895,7 +902,7 @@ def phases(b):
     and its own work after the upstream read. Rounds interleave the
     targets; the table gives the median of the per-round medians."""
     a = b.a
-    names = ("nginx", "passthrough", "capgate-reused-noaudit", "capgate-reused", "capgate-fresh")
+    names = ("nginx", "passthrough", "hyper-proxy", "capgate-reused-noaudit", "capgate-reused", "capgate-fresh")
     rounds = {name: [] for name in names}
     for rnd in range(a.rounds):
         for name in names:
