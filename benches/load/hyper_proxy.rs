@@ -1,11 +1,12 @@
 //! The load harness's bare hyper proxy: a reverse proxy written straight on
 //! tokio and hyper, with no pingora in it, to tell pingora's cost from what
 //! any proxy on this Rust stack pays. Like the pingora passthrough it runs
-//! two tokio worker threads with work stealing, serves HTTP/1.x and h2c on
-//! one port, streams bodies both ways, and keeps its upstream connections
-//! alive in a shared pool (hyper-util's client, up to 128 idle, as nginx's
-//! `keepalive 128`); nothing else. Loopback only.
-//! `bench-hyper-proxy LISTEN_PORT UPSTREAM_PORT`
+//! on tokio's work-stealing runtime, with two worker threads unless told
+//! otherwise, serves HTTP/1.x and h2c on one port, streams bodies both
+//! ways, and keeps its upstream connections alive in a shared pool
+//! (hyper-util's client, up to 128 idle, as nginx's `keepalive 128`);
+//! nothing else. Loopback only.
+//! `bench-hyper-proxy LISTEN_PORT UPSTREAM_PORT [THREADS]`
 
 use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
@@ -18,8 +19,9 @@ type Reply = hyper::Response<Either<Incoming, Full<Bytes>>>;
 fn main() {
     let listen: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(18096);
     let upstream_port: u16 = std::env::args().nth(2).and_then(|p| p.parse().ok()).unwrap_or(18081);
+    let threads: usize = std::env::args().nth(3).and_then(|t| t.parse().ok()).unwrap_or(2);
     let upstream = format!("http://127.0.0.1:{upstream_port}");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().expect("runtime");
     rt.block_on(async move {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
