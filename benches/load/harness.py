@@ -39,34 +39,35 @@ Modes:
               flight as --h2-streams concurrent streams on each of
               --connections / --h2-streams connections, interleaved round by
               round: direct, nginx (its own h2c listener), the passthrough,
-              the hyper proxy and capgate with a reused token; then each target over
-              HTTP/1.1 from h2load too (--h1, --connections in flight), for
-              an HTTP/2-to-HTTP/1.1 ratio measured with one client. h2load
-              sends the same headers on every request, so there is no
-              fresh-token case here.
-  instructions  valgrind --tool=callgrind: instructions per request of
-              nginx (one process: master_process off, one worker), the
-              passthrough, the hyper proxy and capgate (reused token, audit off and on; a
-              fresh token per request, replay protection on), from
-              sequential requests on one keep-alive connection; each
-              target runs twice (--cg-requests and 3x as many) and the
-              difference is divided by the extra requests, so start-up and
-              shutdown cancel. Instruction counts hardly depend on what else
-              the machine is doing: the same binary gives the same count to
-              within about 1 % (timers and thread scheduling differ from run
-              to run), where throughput rounds swing by 20 % and more. It
-              does not count time spent in the kernel, and valgrind hides
-              SHA-NI (SHA-256 runs in software).
+              the hyper proxy and capgate with a reused token; then each
+              target over HTTP/1.1 from h2load too (--h1, --connections in
+              flight), for an HTTP/2-to-HTTP/1.1 ratio measured with one
+              client. h2load sends the same headers on every request, so
+              there is no fresh-token case here.
+  instructions  valgrind --tool=callgrind: instructions per request of nginx
+              (one process: master_process off, one worker), the passthrough,
+              the hyper proxy and capgate (reused token, audit off and on; a
+              fresh token per request, replay protection on), from sequential
+              requests on one keep-alive connection; each target runs twice
+              (--cg-requests and 3x as many) and the difference is divided by
+              the extra requests, so start-up and shutdown cancel. Instruction
+              counts hardly depend on what else the machine is doing: the same
+              binary gives the same count to within about 1 % (timers and
+              thread scheduling differ from run to run), where throughput
+              rounds swing by 20 % and more. It does not count time spent in
+              the kernel, and valgrind hides SHA-NI (SHA-256 runs in
+              software).
   syscalls    (not run by default: `--modes syscalls`; needs perf and
               tracepoints, perf_event_paranoid <= 2 as root) wrk against
               nginx, the passthrough, the hyper proxy and capgate with a
-              reused token (audit off and on), with `perf stat` counting the server processes'
-              system calls by name, context switches and wake-ups over the
-              wrk run, divided by wrk's requests: which calls each proxy
-              makes per request, and how often its threads sleep and wake.
-  phases      (not run by default: `--modes phases`; needs perf, as
-              syscalls) bench-rate at --rate against nginx, the passthrough,
-              the hyper proxy and capgate (reused token with the audit off and on, and a
+              reused token (audit off and on), with `perf stat` counting the
+              server processes' system calls by name, context switches and
+              wake-ups over the wrk run, divided by wrk's requests: which
+              calls each proxy makes per request, and how often its threads
+              sleep and wake.
+  phases      (not run by default: `--modes phases`; needs perf, as syscalls)
+              bench-rate at --rate against nginx, the passthrough, the hyper
+              proxy and capgate (reused token with the audit off and on, and a
               fresh token per request), with `perf record` on the server's
               socket system calls; each request is cut into the proxy's own
               work before its upstream write, the wait for the upstream's
@@ -576,8 +577,9 @@ def callgrind_total(path):
 
 
 # The allocator's entry points, by the name callgrind gives them: glibc's
-# (nginx, the passthrough, the hyper proxy, the upstream) and mimalloc's (capgate's global
-# allocator; Rust's `GlobalAlloc` calls the `_aligned` forms).
+# (nginx, the passthrough, the hyper proxy, the upstream) and mimalloc's
+# (capgate's global allocator; Rust's `GlobalAlloc` calls the `_aligned`
+# forms).
 ALLOCATE = {"malloc", "calloc", "posix_memalign", "memalign", "aligned_alloc", "valloc",
             "mi_malloc", "mi_zalloc", "mi_calloc", "mi_malloc_aligned", "mi_zalloc_aligned"}
 REALLOCATE = {"realloc", "reallocarray", "mi_realloc", "mi_realloc_aligned"}

@@ -19,7 +19,7 @@ type Reply = hyper::Response<Either<Incoming, Full<Bytes>>>;
 fn main() {
     let listen: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(18096);
     let upstream_port: u16 = std::env::args().nth(2).and_then(|p| p.parse().ok()).unwrap_or(18081);
-    let threads: usize = std::env::args().nth(3).and_then(|t| t.parse().ok()).unwrap_or(2);
+    let threads: usize = std::env::args().nth(3).and_then(|t| t.parse().ok()).filter(|&t| t > 0).unwrap_or(2);
     let upstream = format!("http://127.0.0.1:{upstream_port}");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().expect("runtime");
     rt.block_on(async move {
